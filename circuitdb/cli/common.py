@@ -1,0 +1,36 @@
+"""Options and helpers shared by the CLI command modules."""
+
+from __future__ import annotations
+
+import typer
+
+from circuitdb.store.base import DEFAULT_STORE, DEFAULT_STORE_ENV
+
+STORE_OPTION = typer.Option(
+    None, "--store", "-s", envvar=DEFAULT_STORE_ENV,
+    help=f"Store URI: embedded:PATH, neo4j://HOST:7687 or bolt://HOST:7687 [default: {DEFAULT_STORE}]",
+)
+
+
+def open_cli_store(uri: str | None):
+    from circuitdb.store.base import open_store
+
+    return open_store(uri)
+
+
+def parse_params(items: list[str] | None) -> dict:
+    """``k=v`` pairs → dict; values parsed as JSON when they parse (numbers, lists, true/false), else strings."""
+    import json
+
+    from circuitdb.errors import ConfigError
+
+    out: dict = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(f"--param {item!r} is not of the form key=value")
+        k, v = item.split("=", 1)
+        try:
+            out[k.strip()] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k.strip()] = v
+    return out

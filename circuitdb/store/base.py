@@ -1,0 +1,127 @@
+"""The one interface of the store seam: :class:`GraphStore`, and :func:`open_store`.
+
+Both stores (embedded Ladybug, Neo4j) implement the same schema (DESIGN.md):
+
+    (:Graph {id, ...meta})
+    (:Node {uid, graph_id, key, kind, layer, head, pos, feature, ...})-[:ATTRIBUTES {weight, abs_weight, channel}]->(:Node)
+    (:Node)-[:INSTANCE_OF]->(:Unit {uid, model, kind, layer, head, dictionary, feature})
+    (:Circuit {uid, name, graph_id, method, params, scores})-[:INCLUDES]->(:Node)
+
+``uid = graph_id + "/" + key``. Writing a graph is atomic and idempotent by graph id. ``run`` executes read-only
+Cypher unless ``write=True``. Constructors never talk to servers; ``connect()`` (called lazily) does.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any, Iterable
+
+from circuitdb.errors import ConfigError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+    from circuitdb.circuits.circuit import Circuit
+    from circuitdb.graph import AttributionGraph
+
+DEFAULT_STORE_ENV = "CIRCUITDB_STORE"
+DEFAULT_STORE = "embedded:./circuitdb-data"
+
+
+class GraphStore(ABC):
+    """A graph database holding attribution graphs, units shared across graphs, and saved circuits."""
+
+    uri: str
+
+    # -------------------------------------------------------------- lifecycle
+    @abstractmethod
+    def connect(self) -> "GraphStore":
+        """Open the connection / database and create the schema if missing. Idempotent."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> "GraphStore":
+        return self.connect()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -------------------------------------------------------------- graphs
+    @abstractmethod
+    def write_graph(self, graph: "AttributionGraph", *, graph_id: str | None = None) -> str:
+        """Store ``graph`` under ``graph_id`` (default ``graph.id``), replacing any graph of that id atomically."""
+
+    @abstractmethod
+    def read_graph(self, graph_id: str) -> "AttributionGraph":
+        """The stored graph; raises GraphNotFoundError."""
+
+    @abstractmethod
+    def read_subgraph(
+        self,
+        graph_id: str,
+        *,
+        min_abs_weight: float = 0.0,
+        kinds: Iterable[str] | None = None,
+        layers: Iterable[int] | None = None,
+        positions: Iterable[int] | None = None,
+    ) -> "AttributionGraph":
+        """Edges with |weight| ≥ min_abs_weight whose both ends pass the node filters, and the nodes they touch."""
+
+    @abstractmethod
+    def list_graphs(self) -> "pd.DataFrame":
+        """One row per graph: id, model, granularity, method, metric, prompt, n_nodes, n_edges, created_at."""
+
+    @abstractmethod
+    def delete_graph(self, graph_id: str) -> bool:
+        """Delete a graph (nodes, edges, its circuits); True if it existed."""
+
+    def has_graph(self, graph_id: str) -> bool:
+        return bool(len(self.list_graphs().query("id == @graph_id")))
+
+    # -------------------------------------------------------------- queries
+    @abstractmethod
+    def run(self, cypher: str, params: dict[str, Any] | None = None, *, write: bool = False) -> "pd.DataFrame":
+        """Run Cypher with parameters; refuse writes (QueryError) unless ``write=True``."""
+
+    # -------------------------------------------------------------- circuits (low level)
+    @abstractmethod
+    def save_circuit(self, name: str, graph_id: str, node_keys: list[str], *, method: str,
+                     params: dict[str, Any], scores: dict[str, Any], edges: "pd.DataFrame | None" = None) -> str:
+        """Store a circuit (replacing one of the same name+graph); returns its uid ``graph_id/circuit/name``."""
+
+    @abstractmethod
+    def list_circuits(self, graph_id: str | None = None) -> "pd.DataFrame":
+        """One row per saved circuit: uid, name, graph_id, method, params (JSON), scores (JSON), n_nodes."""
+
+    @abstractmethod
+    def read_circuit_record(self, name: str, graph_id: str | None = None) -> dict[str, Any]:
+        """A saved circuit: name, graph_id, method, params, scores, node_keys, edges (DataFrame or None)."""
+
+    # -------------------------------------------------------------- circuits (high level, shared)
+    def circuit(self, graph_id: str, prune: str | dict | None = "influence", **params: Any) -> "Circuit":
+        """Read a graph and prune it into a :class:`~circuitdb.circuits.circuit.Circuit`."""
+        from circuitdb.circuits.circuit import circuit_from_store
+
+        return circuit_from_store(self, graph_id, prune, **params)
+
+
+def open_store(uri: str | None = None, **kwargs: Any) -> GraphStore:
+    """Open a store by URI: ``embedded:PATH`` (or a plain path) → EmbeddedStore; ``neo4j://``, ``neo4j+s://``,
+    ``bolt://``, ``bolt+s://`` → Neo4jStore. Default: ``$CIRCUITDB_STORE`` or ``embedded:./circuitdb-data``.
+    The returned store is connected."""
+    uri = uri or os.environ.get(DEFAULT_STORE_ENV) or DEFAULT_STORE
+    scheme = uri.split("://", 1)[0] if "://" in uri else ""
+    if scheme in ("neo4j", "neo4j+s", "neo4j+ssc", "bolt", "bolt+s", "bolt+ssc"):
+        from circuitdb.store.neo4j import Neo4jStore
+
+        return Neo4jStore(uri, **kwargs).connect()
+    if scheme:
+        raise ConfigError(f"unknown store URI scheme {scheme!r} in {uri!r}; valid: embedded:PATH, neo4j://, bolt://")
+    path = uri[len("embedded:"):] if uri.startswith("embedded:") else uri
+    if not path:
+        raise ConfigError(f"store URI {uri!r} has no path; use embedded:PATH")
+    from circuitdb.store.embedded import EmbeddedStore
+
+    return EmbeddedStore(path, **kwargs).connect()
