@@ -1,0 +1,74 @@
+"""Training data and evaluation for ``toy-ioi`` (see :mod:`circuitdb.models.train` for the driver).
+
+Mixture per batch:
+- IOI prompts from :mod:`circuitdb.tasks.ioi` templates with the *training* names only (``NAMES[:IOI_TRAIN_NAMES]``);
+  loss = cross-entropy of the IO name at the last position.
+- "Plain" word sequences (fraction ``p_plain``): random words of the whole vocabulary, names over-represented, with
+  a repeated segment; loss = next-token cross-entropy on every position. These are the only sequences where the
+  held-out names appear, so their embeddings learn to be copied and matched, but never in an IOI prompt.
+Evaluation: mean logit difference IO − S on IOI prompts with held-out names (the number the test checks).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from circuitdb.models import vocab as V
+
+
+@dataclass(frozen=True)
+class IOIData:
+    p_plain: float = 0.3
+    seq_len: int = 15  # BOS + 14 template words
+
+    def batch(self, g: torch.Generator, n: int) -> tuple[Tensor, Tensor]:
+        """``(tokens [n, seq], is_plain [n])``."""
+        from circuitdb.tasks.ioi import TEMPLATES, generate_words
+
+        idx = {w: i for i, w in enumerate(V.IOI_WORDS)}
+        n_plain = int(round(n * self.p_plain))
+        rows = generate_words(g, n - n_plain, V.NAMES[: V.IOI_TRAIN_NAMES], V.PLACES, V.OBJECTS, V.VERBS, TEMPLATES)
+        ioi = torch.tensor([[0] + [idx[w] for w in r[0]] + [idx[r[2]]] for r in rows])  # prompt + answer
+        s = self.seq_len + 1
+        name_ids = torch.tensor([idx[w] for w in V.NAMES])
+        words = torch.randint(1, len(V.IOI_WORDS) - 1, (n_plain, s), generator=g)
+        names = name_ids[torch.randint(0, len(name_ids), (n_plain, s), generator=g)]
+        plain = torch.where(torch.rand(n_plain, s, generator=g) < 0.5, names, words)
+        plain[:, 0] = 0
+        for i in range(n_plain):
+            L = int(torch.randint(2, 6, (1,), generator=g))
+            a = int(torch.randint(1, s - 2 * L + 1, (1,), generator=g))
+            b = int(torch.randint(a + L, s - L + 1, (1,), generator=g))
+            plain[i, b:b + L] = plain[i, a:a + L]
+        tokens = torch.cat([ioi, plain])
+        is_plain = torch.cat([torch.zeros(len(ioi), dtype=torch.bool), torch.ones(n_plain, dtype=torch.bool)])
+        return tokens, is_plain
+
+
+def loss_fn(model, batch: tuple[Tensor, Tensor]) -> Tensor:  # noqa: ANN001
+    tokens, is_plain = batch
+    logits = model(tokens[:, :-1])
+    logp = logits.log_softmax(-1)
+    nll = -logp.gather(-1, tokens[:, 1:, None]).squeeze(-1)  # [n, seq]
+    ioi_loss = nll[~is_plain, -1].mean()
+    plain_loss = nll[is_plain].mean() if bool(is_plain.any()) else nll.new_zeros(())
+    return ioi_loss + plain_loss
+
+
+def evaluate(model, seed: int = 123) -> dict:  # noqa: ANN001
+    from circuitdb.tasks.ioi import ioi_task
+    from circuitdb.tasks.metrics import logit_diff
+
+    out = {}
+    for names in ("train", "heldout"):
+        ds = ioi_task(model, n=256, seed=seed, names=names)
+        with torch.no_grad():
+            ld = logit_diff(model(ds.clean), ds)
+            ldc = logit_diff(model(ds.corrupted), ds)
+        out[f"logit_diff_{names}"] = round(float(ld.mean()), 4)
+        out[f"accuracy_{names}"] = round(float((ld > 0).float().mean()), 4)
+        out[f"logit_diff_corrupted_{names}"] = round(float(ldc.mean()), 4)
+    return out

@@ -1,0 +1,119 @@
+"""Indirect object identification (IOI) prompts, for real tokenizers and for the toy-ioi vocabulary.
+
+Clean: ``When Mary and John went to the store , John gave a drink to`` → answer ``Mary`` (the indirect object, IO),
+wrong = ``John`` (the subject, S). ``ABBA`` puts IO first in the opening pair, ``BABA`` puts S first; ``order="mixed"``
+alternates. Corrupted: the second subject mention (S2) is replaced by a third name C (``..., Bob gave a drink to``),
+so the prompt no longer says who the IO is; clean and corrupted prompts have equal length. Every template has 14
+words; with single-token names / places / objects / verbs every prompt of a dataset has the same token length.
+
+Toy vocabularies (``tokenizer.circuitdb_toy_vocab``): words are joined by single spaces (``store , John``). Real
+tokenizers (GPT-2 style): punctuation is attached (``store, John``) and names, places, objects and verbs that are not
+one token (with their leading space) are dropped from the pools.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+from circuitdb.errors import ConfigError
+from circuitdb.models import vocab as V
+from circuitdb.tasks.base import PromptPairs
+
+if TYPE_CHECKING:  # pragma: no cover
+    from transformer_lens import HookedTransformer
+
+TEMPLATES: list[str] = [
+    "When {A} and {B} went to the {P} , {S} {V} a {O} to",
+    "After {A} and {B} went to the {P} , {S} {V} a {O} to",
+    "While {A} and {B} were at the {P} , {S} {V} a {O} to",
+    "Then , {A} and {B} saw the {P} . {S} {V} a {O} to",
+]
+ORDERS = ("ABBA", "BABA", "mixed")
+NAME_SETS = ("train", "heldout", "all")
+
+
+def generate_words(g: torch.Generator, n: int, names: list[str], places: list[str], objects: list[str],
+                   verbs: list[str], templates: list[str], order: str = "mixed",
+                   ) -> list[tuple[list[str], list[str], str, str, int]]:
+    """``n`` tuples ``(clean_words, corrupted_words, io, s, template_index)``."""
+    if order not in ORDERS:
+        raise ConfigError(f"unknown IOI order {order!r}; valid options: {', '.join(ORDERS)}")
+    if len(names) < 3:
+        raise ConfigError(f"IOI needs at least 3 names, got {len(names)}: {names}")
+    out = []
+    pick = lambda seq: seq[int(torch.randint(0, len(seq), (1,), generator=g))]  # noqa: E731
+    for i in range(n):
+        io, s, c = (names[int(j)] for j in torch.randperm(len(names), generator=g)[:3])
+        ti = int(torch.randint(0, len(templates), (1,), generator=g))
+        abba = order == "ABBA" or (order == "mixed" and i % 2 == 0)
+        a, b = (io, s) if abba else (s, io)
+        fill = dict(A=a, B=b, P=pick(places), V=pick(verbs), O=pick(objects))
+        clean = templates[ti].format(S=s, **fill).split()
+        corrupt = templates[ti].format(S=c, **fill).split()
+        out.append((clean, corrupt, io, s, ti))
+    return out
+
+
+def _pretty(words: list[str]) -> str:
+    return " ".join(words).replace(" ,", ",").replace(" .", ".")
+
+
+def _single(tok, word: str) -> int | None:  # noqa: ANN001
+    ids = tok(" " + word, add_special_tokens=False)["input_ids"]
+    return int(ids[0]) if len(ids) == 1 and ids[0] != tok.unk_token_id else None
+
+
+def ioi_task(model: "HookedTransformer | None" = None, *, n: int = 64, seed: int = 0, order: str = "mixed",
+             names: str | list[str] = "all", templates: list[str] | None = None, tokenizer=None,  # noqa: ANN001
+             ) -> PromptPairs:
+    """``n`` IOI prompt pairs tokenized for ``model`` (or ``tokenizer``); see module doc.
+
+    ``names``: a list of names, or for toy vocabularies ``"train"`` (names seen in toy-ioi IOI training),
+    ``"heldout"`` (names never used in IOI training) or ``"all"``.
+    """
+    tok = tokenizer if tokenizer is not None else getattr(model, "tokenizer", None)
+    if tok is None:
+        raise ConfigError("task 'ioi' needs a model with a tokenizer (toy-ioi, gpt2, ...) or tokenizer=")
+    toy = bool(getattr(tok, "circuitdb_toy_vocab", False))
+    if isinstance(names, str):
+        if names not in NAME_SETS:
+            raise ConfigError(f"unknown IOI name set {names!r}; valid options: {', '.join(NAME_SETS)} or a list")
+        pool = {"train": V.NAMES[: V.IOI_TRAIN_NAMES], "heldout": V.NAMES[V.IOI_TRAIN_NAMES:], "all": V.NAMES}[names]
+        if names != "all" and not toy:
+            raise ConfigError(f"IOI name set {names!r} only exists for the toy-ioi vocabulary; use 'all' or a list")
+    else:
+        pool = list(names)
+    templates = list(templates or TEMPLATES)
+    keep = lambda ws: [w for w in ws if _single(tok, w) is not None]  # noqa: E731
+    name_pool, places, objects, verbs = keep(pool), keep(V.PLACES), keep(V.OBJECTS), keep(V.VERBS)
+    dropped = sorted(set(pool) - set(name_pool))
+    if dropped and not isinstance(names, str):
+        raise ConfigError(f"IOI names {dropped} are not single tokens for this tokenizer")
+    if not (places and objects and verbs):
+        raise ConfigError("the tokenizer has no single-token places/objects/verbs for the IOI templates")
+    g = torch.Generator().manual_seed(seed)
+    rows = generate_words(g, n, name_pool, places, objects, verbs, templates, order)
+    render = (lambda ws: " ".join(ws)) if toy else _pretty
+    enc = lambda text: [tok.bos_token_id, *tok(text, add_special_tokens=False)["input_ids"]]  # noqa: E731
+    clean = [enc(render(r[0])) for r in rows]
+    corrupted = [enc(render(r[1])) for r in rows]
+    lengths = {len(x) for x in clean + corrupted}
+    if len(lengths) != 1:
+        raise ConfigError(f"IOI prompts tokenize to different lengths {sorted(lengths)} with this tokenizer; pass "
+                          "templates= with templates of one token length")
+    unk = tok.unk_token_id
+    if unk is not None and any(unk in x for x in clean + corrupted):
+        raise ConfigError("IOI template words are missing from the tokenizer's vocabulary")
+    ds = PromptPairs(
+        torch.tensor(clean), torch.tensor(corrupted),
+        torch.tensor([_single(tok, r[2]) for r in rows]), torch.tensor([_single(tok, r[3]) for r in rows]),
+        None, name="ioi", texts=tuple(render(r[0]) for r in rows),
+        meta={"task": "ioi", "n": n, "seed": seed, "order": order,
+              "names": names if isinstance(names, str) else list(names), "n_templates": len(templates),
+              "corruption": "S2 replaced by a third name", "metric": "logit_diff"},
+    )
+    if model is not None:
+        ds.check_model(int(model.cfg.d_vocab), int(model.cfg.n_ctx))
+    return ds

@@ -1,0 +1,123 @@
+"""Task datasets: shapes, answers that match the construction, seeds, and clear errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from circuitdb.errors import ConfigError
+from circuitdb.models import detokenize, load_model
+from circuitdb.tasks import TASKS, load_task
+from circuitdb.tasks.base import PromptPairs
+from circuitdb.tasks.metrics import logprob
+
+
+@pytest.fixture(scope="module")
+def toy_ioi():
+    return load_model("toy-ioi")
+
+
+@pytest.fixture(scope="module")
+def toy_induction():
+    return load_model("toy-induction-2l")
+
+
+def test_induction_construction(toy_induction) -> None:
+    ds = load_task("induction", toy_induction, n=40, seed=1, half_len=16)
+    L = 16
+    assert ds.clean.shape == ds.corrupted.shape == (40, 2 * L) and len(ds) == 40
+    assert (ds.answer_pos == 2 * L - 1).all()
+    assert torch.equal(ds.clean[:, 1:L], ds.clean[:, L + 1:])  # second copy repeats the first
+    assert torch.equal(ds.corrupted[:, L + 1:], ds.clean[:, L + 1:])  # second half untouched
+    assert torch.equal(ds.corrupted[:, 0], ds.clean[:, 0])
+    for c, r in zip(ds.corrupted[:, 1:L + 1], ds.clean[:, 1:L + 1]):
+        assert not set(c.tolist()) & set(r.tolist())  # first occurrence replaced by other tokens
+    # answer: the token after the previous occurrence of the last token; wrong: the corrupted continuation
+    last = ds.clean[:, -1]
+    prev = [(row[:-1] == t).nonzero()[0].item() for row, t in zip(ds.clean, last)]
+    assert ds.answer.tolist() == [row[p + 1].item() for row, p in zip(ds.clean, prev)]
+    assert ds.wrong.tolist() == [row[p + 1].item() for row, p in zip(ds.corrupted, prev)]
+    words = detokenize(toy_induction, torch.cat([ds.clean[:, 1:], ds.corrupted[:, 1:]]).flatten())
+    assert not any(w.startswith("<") for w in words)  # no <unk>, no topic markers
+    assert ds.meta["half_len"] == L and ds.meta["seed"] == 1
+    assert torch.equal(ds.clean, load_task("induction", toy_induction, n=40, seed=1, half_len=16).clean)
+    with torch.no_grad():  # the model copies: the answer is far more likely with the first occurrence intact
+        assert logprob(toy_induction(ds.clean), ds).mean() > logprob(toy_induction(ds.corrupted), ds).mean() + 1.5
+
+
+def test_induction_errors() -> None:
+    with pytest.raises(ConfigError, match="d_vocab"):
+        load_task("induction")
+    assert load_task("induction", d_vocab=30, n=3, half_len=4).clean.shape == (3, 8)
+    with pytest.raises(ConfigError, match="n_ctx"):
+        load_task("induction", load_model("random-attn-1l"), half_len=40)
+    with pytest.raises(ConfigError, match="positive"):
+        load_task("induction", d_vocab=30, n=0)
+
+
+def test_toy_ioi_construction(toy_ioi) -> None:
+    ds = load_task("ioi", toy_ioi, n=16, seed=0, names="heldout", order="mixed")
+    assert ds.clean.shape == ds.corrupted.shape == (16, 15)
+    from circuitdb.models.vocab import IOI_TRAIN_NAMES, NAMES
+
+    held = set(NAMES[IOI_TRAIN_NAMES:])
+    for i in range(16):
+        words = detokenize(toy_ioi, ds.clean[i])
+        cwords = detokenize(toy_ioi, ds.corrupted[i])
+        io, s = detokenize(toy_ioi, [ds.answer[i], ds.wrong[i]])
+        assert ds.texts[i] == " ".join(words[1:])
+        assert words.count(io) == 1 and words.count(s) == 2 and {io, s} <= held
+        diff = [j for j in range(15) if words[j] != cwords[j]]
+        assert len(diff) == 1 and words[diff[0]] == s  # only S2 changed ...
+        assert cwords[diff[0]] in held - {io, s}  # ... to a third name
+        assert words.index(io) < words.index(s) if i % 2 == 0 else words.index(s) < words.index(io)  # ABBA / BABA
+    with torch.no_grad():
+        ld = toy_ioi(ds.clean)[torch.arange(16), -1]
+    assert (ld[torch.arange(16), ds.answer] > ld[torch.arange(16), ds.wrong]).float().mean() > 0.8
+    assert ds.meta["names"] == "heldout" and ds.meta["task"] == "ioi"
+
+
+def test_ioi_with_a_gpt2_style_tokenizer(gpt2_tok) -> None:
+    tok = gpt2_tok
+    ds = load_task("ioi", None, n=12, seed=3, tokenizer=tok)
+    assert ds.clean.shape == (12, 15) and (ds.clean[:, 0] == tok.bos_token_id).all()
+    assert all("," in t or "." in t for t in ds.texts) and all(" ," not in t for t in ds.texts)
+    names = {tok.convert_ids_to_tokens(int(a)) for a in torch.cat([ds.answer, ds.wrong])}
+    assert all(n.startswith(" ") for n in names) and " Xavier" not in names
+    with pytest.raises(ConfigError, match="toy-ioi"):
+        load_task("ioi", None, tokenizer=tok, names="heldout")
+    with pytest.raises(ConfigError, match="single tokens"):
+        load_task("ioi", None, tokenizer=tok, names=["Mary", "John", "Xavier"])
+    with pytest.raises(ConfigError, match="tokenizer"):
+        load_task("ioi", load_model("random-2l"))
+    with pytest.raises(ConfigError, match="ABBA"):
+        load_task("ioi", None, tokenizer=tok, order="AB")
+
+
+def test_greater_than(toy_ioi, gpt2_tok) -> None:
+    tok = gpt2_tok
+    ds = load_task("greater-than", None, n=10, seed=0, tokenizer=tok)
+    assert ds.clean.shape == ds.corrupted.shape and ds.clean.shape[1] == 13
+    for i, yy in enumerate(ds.meta["years"]):
+        assert ds.texts[i].endswith(f"17{yy:02d} to the year 17")
+        assert tok.convert_ids_to_tokens(int(ds.answer[i])) == f"{yy + 1:02d}"
+        assert tok.convert_ids_to_tokens(int(ds.wrong[i])) == f"{yy:02d}"
+        assert "01" in tok.convert_ids_to_tokens(ds.corrupted[i].tolist())
+    with pytest.raises(ConfigError, match="toy word-level vocabulary"):
+        load_task("greater-than", toy_ioi)
+
+
+def test_unknown_task_and_dataset_checks(toy_induction) -> None:
+    with pytest.raises(ConfigError, match="induction, ioi"):
+        load_task("nope", toy_induction)
+    assert set(TASKS) == {"induction", "ioi", "greater-than", "jsonl"}
+    with pytest.raises(ConfigError, match="half_len"):
+        load_task("induction", toy_induction, halflen=3)
+    with pytest.raises(ConfigError, match="empty"):
+        PromptPairs(torch.zeros(0, 4, dtype=torch.long), torch.zeros(0, 4, dtype=torch.long),
+                    torch.zeros(0, dtype=torch.long))
+    ds = load_task("induction", d_vocab=200, n=2, half_len=40)
+    with pytest.raises(ConfigError, match="n_ctx"):
+        ds.check_model(200, toy_induction.cfg.n_ctx)
+    with pytest.raises(ConfigError, match="outside the vocabulary"):
+        ds.check_model(64, 128)
