@@ -1,0 +1,119 @@
+"""Feature-graph benchmark: attribution time per prompt ÷ one forward pass, and scaling with prompt length and
+``max_feature_nodes``.
+
+Setup: ``random-4l`` (4 layers, 4 heads, d_model 64, d_mlp 256) with width-512 ReLU transcoders trained here for a
+few hundred steps on random tokens (seed 0, cached under ``--cache``). Each measurement runs in a fresh subprocess so
+its peak memory (resident set sampled every 5 ms, above the post-setup baseline) is its own. One thread. Times
+are this process's CPU time (``time.process_time``; the forward pass: the minimum of 20), which a shared machine
+disturbs far less than wall time; wall time is printed too.
+
+    python bench/feature_bench.py            # prints markdown tables
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+MODEL = "random-4l"
+
+
+def _setup(cache: Path):  # noqa: ANN202
+    import torch
+
+    torch.set_num_threads(1)
+    from circuitdb.dictionaries import load_dictionaries, save_dictionary
+    from circuitdb.dictionaries.train import TrainConfig, train_dictionaries, zoo_tokens
+    from circuitdb.models import load_model
+
+    model = load_model(MODEL)
+    if not any(cache.glob("*.json")):
+        cfg = TrainConfig(width=512, steps=600, batch=512, l1=3e-2, seed=0)
+        for d, stats in train_dictionaries(model, zoo_tokens(model, 600, 0), cfg):
+            save_dictionary(d, cache / d.id.split("/")[-1], stats=stats)
+    return model, load_dictionaries(str(cache), model)
+
+
+def _rss() -> int:
+    """Resident set size of this process in bytes."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize()
+
+
+def one(cache: Path, n_tokens: int, cap: int | None, heads: bool) -> dict:
+    import torch
+
+    from circuitdb.attribution.features import attribute_features
+
+    model, dicts = _setup(cache)
+    toks = torch.randint(1, model.cfg.d_vocab, (n_tokens,), generator=torch.Generator().manual_seed(n_tokens))
+    toks[0] = 0
+    with torch.no_grad():
+        model(toks[None])
+        times = []
+        for _ in range(20):
+            t0 = time.process_time()
+            model(toks[None])
+            times.append(time.process_time() - t0)
+        fwd = min(times)  # the machine is shared: the minimum is the least noisy estimate
+    base = _rss()
+    peak = [base]
+    done = threading.Event()
+
+    def poll() -> None:  # sample the resident set every 5 ms: its peak above the baseline is the run's memory
+        while not done.wait(0.005):
+            peak[0] = max(peak[0], _rss())
+
+    th = threading.Thread(target=poll, daemon=True)
+    th.start()
+    t0, w0 = time.process_time(), time.perf_counter()
+    g = attribute_features(model, toks, dicts, max_feature_nodes=cap, heads=heads, progress=False)
+    dt, wall = time.process_time() - t0, time.perf_counter() - w0
+    done.set()
+    th.join()
+    peak = max(peak[0], _rss())
+    return {"tokens": n_tokens, "cap": cap, "heads": heads, "forward_s": fwd, "attr_s": dt, "ratio": dt / fwd,
+            "wall_s": wall,
+            "peak_mib": (peak - base) / 2**20, "nodes": g.n_nodes, "edges": g.n_edges,
+            "features": int((g.nodes["kind"] == "feature").sum()), "active": g.meta["params"]["n_active_features"],
+            "replacement": g.meta["scores"]["replacement"], "completeness": g.meta["scores"]["completeness"]}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--cache", default="/tmp/circuitdb-feature-bench")
+    p.add_argument("--one", nargs=3, metavar=("TOKENS", "CAP", "HEADS"))
+    a = p.parse_args()
+    cache = Path(a.cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    if a.one:
+        n, cap, heads = int(a.one[0]), (None if a.one[1] == "none" else int(a.one[1])), a.one[2] == "1"
+        print(json.dumps(one(cache, n, cap, heads)))
+        return
+    _setup(cache)  # train once
+    runs = [(32, "none", "0"), (32, "none", "1")] + [(n, "none", "0") for n in (8, 16, 64)] + [
+        (32, c, "0") for c in ("1000", "300", "100")]
+    rows = []
+    for n, cap, heads in runs:
+        out = subprocess.run([sys.executable, __file__, "--cache", str(cache), "--one", str(n), cap, heads],
+                             capture_output=True, text=True, check=True)
+        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        print(rows[-1], file=sys.stderr)
+    print("| tokens | max_feature_nodes | heads | active features | nodes | edges | forward ms | attribution s | "
+          "ratio | wall s | peak MiB | replacement | completeness |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['tokens']} | {r['cap'] or 'all'} | {'yes' if r['heads'] else 'no'} | {r['active']} | "
+              f"{r['nodes']} | {r['edges']} | {r['forward_s'] * 1e3:.2f} | {r['attr_s']:.2f} | {r['ratio']:.0f} | "
+              f"{r['wall_s']:.1f} | "
+              f"{r['peak_mib']:.0f} | {r['replacement']:.3f} | {r['completeness']:.3f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,349 @@
+"""The frozen replacement model of one prompt, and its exact linear backward pass.
+
+Conventions (stated once):
+- One prompt of ``P`` tokens; ``d`` = d_model; ``B`` = a batch of targets (one backward "row" each).
+- Replacement: every transcoder's MLP output is ``decode(features) + error``; every SAE's hook is replaced by
+  ``decode(features) + error``; MLPs without a transcoder are frozen constants (``mlp`` source nodes); attention
+  patterns and all LayerNorm scales are frozen at their clean values. With the errors kept, the replacement
+  reproduces the clean logits exactly, and it is *linear* in every source vector (feature decoder rows × activation,
+  error vectors, token embeddings, frozen MLP outputs).
+- Residual "stations" in forward order: ``pre{l}`` → attention ``l`` → ``mid{l}`` → MLP ``l`` → ``post{l}`` ... →
+  ``final``. An SAE at a station cuts the residual there (upstream signal reaches downstream only through its features).
+- Targets read a station with a vector ``r`` (residual space, LayerNorm folded in): a transcoder feature reads
+  ``mid{l}`` (``r`` = W_enc column through the frozen ln2 normalisation), an SAE feature reads its station before the
+  cut, a logit reads ``final`` with the centred unembedding column ``W_U[:, y] - mean_j W_U[:, j]``.
+- Source order (the columns of every attribution row): features (by dictionary, pos, index), errors (by dictionary,
+  pos), MLP constants (by layer, pos), embeddings (by pos).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from einops import einsum
+from jaxtyping import Float
+from torch import Tensor
+
+from circuitdb.dictionaries.base import Dictionary, parse_hook
+from circuitdb.errors import AttributionError, ConfigError
+
+_SAE_STATION = {"hook_resid_pre": "pre", "hook_resid_mid": "mid", "hook_resid_post": "post"}
+NORMS = (None, "LN", "LNPre", "RMS", "RMSPre")
+
+
+@dataclass(frozen=True)
+class Sources:
+    """Columnar description of the attribution sources (see the module docstring for the order)."""
+
+    kind: np.ndarray  # "feature" | "error" | "mlp" | "embed"
+    layer: np.ndarray  # dictionary / MLP layer; -1 for embeddings
+    pos: np.ndarray
+    feature: np.ndarray  # feature index; -1 otherwise
+    dictionary: np.ndarray  # dictionary index; -1 for mlp / embed
+    activation: np.ndarray  # feature activation, or the source vector's norm
+
+    def __len__(self) -> int:
+        return len(self.kind)
+
+
+def check_tokens(model, tokens) -> Tensor:  # noqa: ANN001
+    """A 1-D LongTensor of valid ids, or ConfigError saying what is wrong."""
+    if not isinstance(tokens, Tensor):
+        tokens = torch.as_tensor(tokens)
+    if tokens.dim() == 2 and tokens.shape[0] == 1:
+        tokens = tokens[0]
+    if tokens.dim() != 1:
+        raise ConfigError(f"tokens must be a 1-D sequence of ids; got shape {tuple(tokens.shape)}")
+    if tokens.numel() == 0:
+        raise ConfigError("empty prompt: give at least one token")
+    if tokens.dtype.is_floating_point:
+        raise ConfigError(f"tokens must be integer ids; got dtype {tokens.dtype}")
+    n_ctx, vocab = model.cfg.n_ctx, model.cfg.d_vocab
+    if tokens.numel() > n_ctx:
+        raise ConfigError(f"prompt has {tokens.numel()} tokens, more than the model's n_ctx {n_ctx}")
+    bad = tokens[(tokens < 0) | (tokens >= vocab)]
+    if bad.numel():
+        raise ConfigError(f"token ids {bad[:5].tolist()} are outside the vocabulary [0, {vocab})")
+    return tokens.long().cpu()
+
+
+class ReplacementModel:
+    """The frozen replacement of ``model`` on one prompt (see module docstring). Build with :meth:`build`."""
+
+    def __init__(self) -> None:  # use build()
+        self.model = None
+
+    # ------------------------------------------------------------------------------------------ construction
+    @classmethod
+    def build(cls, model, tokens, dicts: list[Dictionary],  # noqa: ANN001
+              dtype: torch.dtype | None = None) -> "ReplacementModel":
+        self = cls()
+        cfg = model.cfg
+        if cfg.normalization_type not in NORMS:
+            raise ConfigError(f"normalization_type {cfg.normalization_type!r} is not supported; valid: {NORMS}")
+        if getattr(cfg, "parallel_attn_mlp", False):
+            raise ConfigError("models with parallel attention and MLP are not supported by the feature engine")
+        dtype = dtype or cfg.dtype
+        if cfg.dtype != dtype:
+            model = copy.deepcopy(model)
+            model.to(dtype, print_details=False)
+        self.model, self.cfg, self.dtype = model, model.cfg, dtype
+        self.tokens = check_tokens(model, tokens)
+        self.dicts = [d.to(dtype=dtype) for d in dicts]
+        L, P = cfg.n_layers, len(self.tokens)
+        self.P, self.L, self.norm = P, L, cfg.normalization_type
+        with torch.no_grad():
+            logits, cache = model.run_with_cache(self.tokens[None].to(cfg.device))
+        for name, val in [("logits", logits), *cache.items()]:
+            if torch.isnan(val).any() or (name != "logits" and not name.endswith("hook_attn_scores")
+                                           and torch.isinf(val).any()):
+                raise AttributionError(f"non-finite (NaN/inf) activations at {name!r} on this prompt; the model or its "
+                                       "weights are broken")
+        self.logits = logits[0]
+        self.device = self.logits.device
+        self.patterns = [cache[f"blocks.{l}.attn.hook_pattern"][0] for l in range(L)]
+        scale = (lambda h: cache[h][0].reshape(P, 1)) if self.norm else (lambda h: None)
+        self.ln1 = [scale(f"blocks.{l}.ln1.hook_scale") for l in range(L)]
+        self.ln2 = [None if cfg.attn_only else scale(f"blocks.{l}.ln2.hook_scale") for l in range(L)]
+        self.lnf = scale("ln_final.hook_scale")
+        blocks = model.blocks
+        self.W_O = [blocks[l].attn.W_O.detach() for l in range(L)]  # [h e d]
+        self.W_V = [blocks[l].attn.W_V.detach() for l in range(L)]  # [h d e]
+        self.w1 = [getattr(blocks[l].ln1, "w", None) for l in range(L)]
+        self.wf = getattr(getattr(model, "ln_final", None), "w", None)
+        W_U = model.W_U.detach()
+        self.W_U_centred = W_U - W_U.mean(1, keepdim=True)
+        self.embed = cache["blocks.0.hook_resid_pre"][0]
+        # dictionaries: activations, errors, sites
+        self.acts, self.errors, self.dict_site, self.dict_station = [], [], [], []
+        self.transcoded: dict[int, int] = {}
+        self.sae_at: dict[str, int] = {}
+        for i, d in enumerate(self.dicts):
+            layer, suffix = parse_hook(d.hook_in)
+            x = cache[d.hook_in][0]
+            a = d.encode(x)
+            self.errors.append(cache[d.hook_out][0] - d.decode(a))
+            self.acts.append(a)
+            if d.kind == "transcoder":
+                self.transcoded[layer] = i
+                self.dict_site.append(("mlp", layer))
+                self.dict_station.append(f"mid{layer}")
+            else:
+                st = f"{_SAE_STATION[suffix]}{layer}"
+                self.sae_at[st] = i
+                self.dict_site.append(("sae", st))
+                self.dict_station.append(st)
+        self.mlp_layers = [] if cfg.attn_only else [l for l in range(L) if l not in self.transcoded]
+        self.mlp_out = {l: cache[f"blocks.{l}.hook_mlp_out"][0] for l in self.mlp_layers}
+        self.steps: list[tuple[str, object]] = []
+        for l in range(L):
+            self.steps += [("station", f"pre{l}"), ("attn", l)]
+            if not cfg.attn_only:
+                self.steps += [("station", f"mid{l}"), ("mlp", l)]
+            self.steps.append(("station", f"post{l}"))
+        self.steps.append(("station", "final"))
+        self.sources = self._sources()
+        return self
+
+    def _sources(self) -> Sources:
+        cols: dict[str, list] = {k: [] for k in ("kind", "layer", "pos", "feature", "dictionary", "activation")}
+
+        def add(kind, layer, pos, feat, di, act):  # noqa: ANN001
+            n = len(pos)
+            for k, v in zip(cols, (np.full(n, kind, object), np.full(n, layer), pos, feat, np.full(n, di), act)):
+                cols[k].append(np.asarray(v))
+
+        self.feat_index = []  # per dictionary: (pos, feature) LongTensors of its active features
+        for i, (d, a) in enumerate(zip(self.dicts, self.acts)):
+            pos, feat = torch.nonzero(a > 0, as_tuple=True)
+            self.feat_index.append((pos, feat))
+            add("feature", d.layer, pos.cpu().numpy(), feat.cpu().numpy(), i, a[pos, feat].double().cpu().numpy())
+        ar = np.arange(self.P)
+        for i, (d, e) in enumerate(zip(self.dicts, self.errors)):
+            add("error", d.layer, ar, np.full(self.P, -1), i, e.norm(dim=-1).double().cpu().numpy())
+        for l in self.mlp_layers:
+            add("mlp", l, ar, np.full(self.P, -1), -1, self.mlp_out[l].norm(dim=-1).double().cpu().numpy())
+        add("embed", -1, ar, np.full(self.P, -1), -1, self.embed.norm(dim=-1).double().cpu().numpy())
+        return Sources(*(np.concatenate(cols[k]) if cols[k] else np.zeros(0) for k in cols))
+
+    # ------------------------------------------------------------------------------------------ linear algebra
+    def _norm_T(self, g: Float[Tensor, "... P d"], scale, w=None) -> Tensor:  # noqa: ANN001
+        """Transpose of the frozen normalisation ``x -> norm(x) (* w)`` applied to a gradient."""
+        if self.norm is None:
+            return g
+        if w is not None and self.norm in ("LN", "RMS"):
+            g = g * w
+        if self.norm.startswith("LN"):
+            g = g - g.mean(-1, keepdim=True)
+        return g / scale
+
+    def attn_back(self, l: int, G: Float[Tensor, "B P d"], *, per_head: bool = False) -> Tensor:
+        """Gradient through frozen attention layer ``l`` (output → residual input); ``[H, B, P, d]`` if per_head."""
+        gz = einsum(G, self.W_O[l], "b q d, h e d -> b q h e")
+        gv = einsum(self.patterns[l], gz, "h q k, b q h e -> b k h e")
+        if per_head:
+            gy = einsum(gv, self.W_V[l], "b k h e, h d e -> h b k d")
+        else:
+            gy = einsum(gv, self.W_V[l], "b k h e, h d e -> b k d")
+        return self._norm_T(gy, self.ln1[l], self.w1[l])
+
+    def propagate(self, G: Tensor, start: int, inj_top: dict, inj_raw: dict, *, heads: bool = True,
+                  record: dict | None = None) -> dict:
+        """Run the linear backward from step ``start`` down; returns the gradient at every source site.
+
+        ``inj_top`` / ``inj_raw`` add target read vectors at a station after / before an SAE cut there.
+        ``heads=False`` skips attention (the direct residual part); ``record`` then receives the gradient arriving at
+        each attention layer (the input of the head decomposition).
+        """
+        grads: dict = {}
+        for kind, key in reversed(self.steps[:start]):
+            if kind == "station":
+                if key in inj_top:
+                    G = G + inj_top[key]
+                if key in self.sae_at:
+                    grads[("sae", key)] = G
+                    G = torch.zeros_like(G)
+                if key in inj_raw:
+                    G = G + inj_raw[key]
+            elif kind == "mlp":
+                grads[("mlp", key)] = G
+            elif heads:
+                G = G + self.attn_back(key, G)
+            elif record is not None:
+                record[key] = G
+        grads[("embed",)] = G
+        return grads
+
+    def step_index(self, kind: str, key: object) -> int:
+        return self.steps.index((kind, key))
+
+    def source_rows(self, grads: dict) -> Float[Tensor, "B n_sources"]:
+        """Attribution of every source to every row: ``source_vector · gradient at the source's site and pos``."""
+        zero = torch.zeros_like(grads[("embed",)])
+        grads = {site: grads.get(site, zero) for site in [*self.dict_site, *(("mlp", l) for l in self.mlp_layers)]} | {
+            ("embed",): grads[("embed",)]}  # sites above the start of a partial backward get no gradient
+        parts = []
+        for (pos, feat), d, a, site in zip(self.feat_index, self.dicts, self.acts, self.dict_site):
+            proj = einsum(grads[site], d.W_dec, "b p d, w d -> b p w")
+            parts.append(proj[:, pos, feat] * a[pos, feat])
+        for e, site in zip(self.errors, self.dict_site):
+            parts.append(einsum(grads[site], e, "b p d, p d -> b p"))
+        for l in self.mlp_layers:
+            parts.append(einsum(grads[("mlp", l)], self.mlp_out[l], "b p d, p d -> b p"))
+        parts.append(einsum(grads[("embed",)], self.embed, "b p d, p d -> b p"))
+        return torch.cat(parts, dim=1)
+
+    # ------------------------------------------------------------------------------------------ targets
+    def read_vector(self, kind: str, pos: int, index: int, di: int = -1) -> tuple[str, bool, Float[Tensor, " d"]]:
+        """(station, before_cut, r) for a logit (index = token id) or a feature (``di``, index = feature)."""
+        if kind == "logit":
+            r = self.W_U_centred[:, index]
+            return "final", False, self._norm_T(r, None if self.lnf is None else self.lnf[pos], self.wf)
+        d = self.dicts[di]
+        r = d.W_enc[:, index]
+        if d.kind == "sae":
+            return self.dict_station[di], True, r
+        layer, suffix = parse_hook(d.hook_in)
+        if suffix == "ln2.hook_normalized" and self.norm is not None:
+            r = self._norm_T(r, self.ln2[layer][pos])
+        return f"mid{layer}", False, r
+
+    def injections(self, targets: list[tuple[str, int, int, int]]) -> tuple[dict, dict, list[tuple[str, int, Tensor]]]:
+        """Per-batch injection tensors for targets ``(kind, pos, index, dictionary)``."""
+        B = len(targets)
+        top: dict = {}
+        raw: dict = {}
+        reads = []
+        for b, (kind, pos, index, di) in enumerate(targets):
+            station, before, r = self.read_vector(kind, pos, index, di)
+            store = raw if before else top
+            if station not in store:
+                store[station] = torch.zeros(B, self.P, self.cfg.d_model, dtype=self.dtype, device=self.device)
+            store[station][b, pos] += r
+            reads.append((station, pos, r))
+        return top, raw, reads
+
+    def rows(self, targets: list[tuple[str, int, int, int]]) -> Float[Tensor, "B n_sources"]:
+        """Exact attribution rows ``A[target, source]`` for a batch of targets (one backward pass)."""
+        top, raw, _ = self.injections(targets)
+        G = torch.zeros(len(targets), self.P, self.cfg.d_model, dtype=self.dtype, device=self.device)
+        with torch.no_grad():
+            return self.source_rows(self.propagate(G, len(self.steps), top, raw))
+
+    # ------------------------------------------------------------------------------------------ verification
+    def frozen_forward(self, *, source: "int | list[int] | np.ndarray | None" = None, factor: float = 0.0,
+                       zero_head: tuple[int, int] | None = None) -> dict[str, Tensor]:
+        """Run the real TransformerLens model as the frozen replacement (hooks: clean patterns and LayerNorm scales,
+        MLP outputs = transcoder reconstruction + error or frozen constants, SAE hooks = reconstruction + error).
+
+        ``source`` (a column of :attr:`sources`, or several) has its vector scaled by ``factor``; ``zero_head = (layer, head)``
+        zeroes that head's ``z``. Returns ``{"logits": [P, vocab], <dictionary input hook>: [P, d_in], ...}``.
+        """
+        acts = [a.clone() for a in self.acts]
+        errs = [e.clone() for e in self.errors]
+        mlps = {l: v.clone() for l, v in self.mlp_out.items()}
+        emb_delta = torch.zeros_like(self.embed)
+        s = self.sources
+        for j in [] if source is None else np.atleast_1d(source).tolist():
+            kind, pos, di = s.kind[j], int(s.pos[j]), int(s.dictionary[j])
+            if kind == "feature":
+                acts[di][pos, int(s.feature[j])] *= factor
+            elif kind == "error":
+                errs[di][pos] *= factor
+            elif kind == "mlp":
+                mlps[int(s.layer[j])][pos] *= factor
+            else:
+                emb_delta[pos] = (factor - 1) * self.embed[pos]
+        rec: dict[str, Tensor] = {}
+
+        def const(v):  # noqa: ANN001
+            return lambda t, hook: v.reshape(t.shape).to(t.dtype)
+
+        def record(t, hook):  # noqa: ANN001
+            rec[hook.name] = t[0].detach().clone()
+
+        def replace(i):  # noqa: ANN001
+            def fn(t, hook):  # noqa: ANN001
+                rec[hook.name] = t[0].detach().clone()
+                return (self.dicts[i].decode(acts[i]) + errs[i])[None]
+            return fn
+
+        hooks = [("blocks.0.hook_resid_pre", lambda t, hook: t + emb_delta[None])]
+        for l in range(self.L):
+            hooks.append((f"blocks.{l}.attn.hook_pattern", const(self.patterns[l])))
+            if self.norm is not None:
+                hooks.append((f"blocks.{l}.ln1.hook_scale", const(self.ln1[l])))
+                if not self.cfg.attn_only:
+                    hooks.append((f"blocks.{l}.ln2.hook_scale", const(self.ln2[l])))
+            if l in mlps:
+                hooks.append((f"blocks.{l}.hook_mlp_out", const(mlps[l])))
+        if self.norm is not None:
+            hooks.append(("ln_final.hook_scale", const(self.lnf)))
+        for i, d in enumerate(self.dicts):
+            if d.kind == "transcoder":
+                hooks += [(d.hook_in, record), (d.hook_out, replace(i))]
+            else:
+                hooks.append((d.hook_in, replace(i)))
+        if zero_head is not None:
+            l, h = zero_head
+
+            def zero(t, hook):  # noqa: ANN001
+                t = t.clone()
+                t[:, :, h] = 0
+                return t
+            hooks.append((f"blocks.{l}.attn.hook_z", zero))
+        with torch.no_grad(), self.model.hooks(fwd_hooks=hooks):
+            rec["logits"] = self.model(self.tokens[None].to(self.cfg.device))[0]
+        return rec
+
+    def target_value(self, rec: dict[str, Tensor], target: tuple[str, int, int, int]) -> float:
+        """The quantity a target row attributes: centred logit, or the feature's pre-activation."""
+        kind, pos, index, di = target
+        if kind == "logit":
+            lg = rec["logits"][pos]
+            return float(lg[index] - lg.mean())
+        d = self.dicts[di]
+        return float(d.pre_acts(rec[d.hook_in][pos])[index])

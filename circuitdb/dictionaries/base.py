@@ -1,0 +1,145 @@
+"""The dictionary protocol: one SAE or transcoder, as plain tensors.
+
+Conventions (stated once):
+- ``W_enc`` is ``[d_in, width]``, ``W_dec`` is ``[width, d_out]``, ``b_enc`` is ``[width]``, ``b_dec`` is ``[d_out]``
+  (SAELens' layout). ``input_bias`` (``[d_in]`` or None) is subtracted from the input before encoding (SAELens'
+  ``apply_b_dec_to_input``).
+- ``pre_acts(x) = (x - input_bias) @ W_enc + b_enc``; ``encode`` applies the activation (``relu``, ``jumprelu`` with a
+  per-feature ``threshold``, or ``topk`` with ``k``); ``decode(a) = a @ W_dec + b_dec``.
+- ``kind`` is ``"transcoder"`` (reads ``hook_in``, writes ``hook_out``, e.g. ``blocks.1.ln2.hook_normalized`` →
+  ``blocks.1.hook_mlp_out``) or ``"sae"`` (reads and reconstructs the same hook, ``hook_in == hook_out``).
+- ``layer`` is the block index parsed from ``hook_in``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from circuitdb.errors import ConfigError, one_of
+
+KINDS = ("transcoder", "sae")
+ACTIVATIONS = ("relu", "jumprelu", "topk")
+# hooks the replacement model knows how to splice (suffix after ``blocks.{layer}.``)
+TRANSCODER_IN_HOOKS = ("ln2.hook_normalized", "hook_mlp_in", "hook_resid_mid")
+TRANSCODER_OUT_HOOKS = ("hook_mlp_out",)
+SAE_HOOKS = ("hook_resid_pre", "hook_resid_mid", "hook_resid_post")
+_HOOK = re.compile(r"^blocks\.(\d+)\.(.+)$")
+
+
+def parse_hook(name: str) -> tuple[int, str]:
+    """``blocks.3.ln2.hook_normalized`` → ``(3, "ln2.hook_normalized")``; anything else raises ConfigError."""
+    m = _HOOK.match(name or "")
+    if not m:
+        raise ConfigError(f"hook name {name!r} is not of the form 'blocks.<layer>.<hook>'")
+    return int(m.group(1)), m.group(2)
+
+
+@dataclass(frozen=True, eq=False)
+class Dictionary:
+    """One SAE or transcoder (weights as tensors); see the module docstring for the layout."""
+
+    id: str
+    kind: str
+    hook_in: str
+    hook_out: str
+    W_enc: Float[Tensor, "d_in width"]
+    b_enc: Float[Tensor, " width"]
+    W_dec: Float[Tensor, "width d_out"]
+    b_dec: Float[Tensor, " d_out"]
+    activation: str = "relu"
+    threshold: Float[Tensor, " width"] | None = None
+    k: int | None = None
+    input_bias: Float[Tensor, " d_in"] | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ConfigError(f"dictionary {self.id!r}: " + one_of(self.kind, KINDS, "dictionary kind"))
+        if self.activation not in ACTIVATIONS:
+            raise ConfigError(f"dictionary {self.id!r}: " + one_of(self.activation, ACTIVATIONS, "activation"))
+        d_in, width = self.W_enc.shape
+        if self.W_dec.shape[0] != width or self.b_enc.shape != (width,) or self.b_dec.shape != (self.W_dec.shape[1],):
+            raise ConfigError(
+                f"dictionary {self.id!r}: inconsistent shapes W_enc {tuple(self.W_enc.shape)}, b_enc "
+                f"{tuple(self.b_enc.shape)}, W_dec {tuple(self.W_dec.shape)}, b_dec {tuple(self.b_dec.shape)}"
+            )
+        if self.activation == "jumprelu" and (self.threshold is None or self.threshold.shape != (width,)):
+            raise ConfigError(f"dictionary {self.id!r}: a jumprelu dictionary needs a threshold of shape ({width},)")
+        if self.activation == "topk" and not (isinstance(self.k, int) and 0 < self.k <= width):
+            raise ConfigError(f"dictionary {self.id!r}: a topk dictionary needs 0 < k <= {width}; got k={self.k!r}")
+        if self.kind == "sae" and self.hook_in != self.hook_out:
+            raise ConfigError(f"dictionary {self.id!r}: an SAE reads and writes one hook; got {self.hook_in!r} → "
+                              f"{self.hook_out!r} (use kind='transcoder')")
+        parse_hook(self.hook_in)
+        parse_hook(self.hook_out)
+
+    # ------------------------------------------------------------------ shape
+    @property
+    def width(self) -> int:
+        return int(self.W_enc.shape[1])
+
+    @property
+    def d_in(self) -> int:
+        return int(self.W_enc.shape[0])
+
+    @property
+    def d_out(self) -> int:
+        return int(self.W_dec.shape[1])
+
+    @property
+    def layer(self) -> int:
+        return parse_hook(self.hook_in)[0]
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.W_enc.dtype
+
+    # ------------------------------------------------------------------ maps
+    def pre_acts(self, x: Float[Tensor, "... d_in"]) -> Float[Tensor, "... width"]:
+        if self.input_bias is not None:
+            x = x - self.input_bias
+        return x @ self.W_enc + self.b_enc
+
+    def encode(self, x: Float[Tensor, "... d_in"]) -> Float[Tensor, "... width"]:
+        pre = self.pre_acts(x)
+        if self.activation == "relu":
+            return torch.relu(pre)
+        if self.activation == "jumprelu":
+            return pre * (pre > self.threshold).to(pre.dtype)
+        vals, idx = torch.relu(pre).topk(int(self.k), dim=-1)
+        return torch.zeros_like(pre).scatter(-1, idx, vals)
+
+    def decode(self, acts: Float[Tensor, "... width"]) -> Float[Tensor, "... d_out"]:
+        return acts @ self.W_dec + self.b_dec
+
+    def forward(self, x: Float[Tensor, "... d_in"]) -> Float[Tensor, "... d_out"]:
+        return self.decode(self.encode(x))
+
+    __call__ = forward
+
+    def to(self, dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> "Dictionary":
+        """A copy with every tensor moved / cast (``self`` when nothing changes)."""
+        changes = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, Tensor):
+                changes[f.name] = v.to(device=device, dtype=dtype)
+        return dataclasses.replace(self, **changes)
+
+    def config(self) -> dict:
+        """The JSON-serialisable part (everything but the tensors)."""
+        return {"id": self.id, "kind": self.kind, "hook_in": self.hook_in, "hook_out": self.hook_out,
+                "activation": self.activation, "k": self.k, "d_in": self.d_in, "d_out": self.d_out,
+                "width": self.width}
+
+
+def fraction_variance_explained(target: Float[Tensor, "n d"], recon: Float[Tensor, "n d"]) -> float:
+    """FVE = 1 - sum |target - recon|^2 / sum |target - mean(target)|^2 (over rows and dimensions)."""
+    resid = (target - recon).pow(2).sum()
+    total = (target - target.mean(0, keepdim=True)).pow(2).sum()
+    return float(1 - resid / total.clamp_min(1e-30))
