@@ -75,7 +75,12 @@ def normalize_nodes(nodes: pd.DataFrame) -> pd.DataFrame:
         col = nodes[c]
         try:
             if c in INT_COLUMNS:
-                out[c] = col.fillna(-1).to_numpy(dtype=np.int64)
+                vals = col.fillna(-1)
+                out[c] = vals.to_numpy(dtype=np.int64)
+                if pd.api.types.is_float_dtype(vals.dtype):  # 1.5 must not become 1 silently
+                    frac = out[c] != vals.to_numpy(dtype=np.float64)
+                    if frac.any():
+                        raise ValueError(f"non-integral value {float(vals[frac].iat[0])!r}")
             elif c in FLOAT_COLUMNS:
                 out[c] = col.to_numpy(dtype=np.float64, na_value=np.nan)
             else:

@@ -67,7 +67,9 @@ class GraphStore(ABC):
         layers: Iterable[int] | None = None,
         positions: Iterable[int] | None = None,
     ) -> "AttributionGraph":
-        """Edges with |weight| ≥ min_abs_weight whose both ends pass the node filters, and the nodes they touch."""
+        """Edges with |weight| ≥ min_abs_weight whose both ends pass the node filters, and the nodes they touch
+        (in stored node order; metadata = the parent's). With no filter at all (``min_abs_weight <= 0`` and no
+        kinds/layers/positions) the whole graph, isolated nodes included. An empty filter list keeps nothing."""
 
     @abstractmethod
     def list_graphs(self) -> "pd.DataFrame":

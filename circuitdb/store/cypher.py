@@ -1,0 +1,223 @@
+"""All Cypher text circuitdb emits (outside ``queries/*.cypher``).
+
+Values always go in as ``$parameters``. An identifier that must be interpolated (a table name in a ``COPY``) passes
+:func:`quote_ident`. Sections: ``# schema (embedded)`` (Ladybug DDL and bulk COPY), ``# portable reads (both
+stores)`` (run unchanged on Ladybug and Neo4j), ``# Neo4j writes`` (constraints, batched ``UNWIND $rows`` writes).
+"""
+
+from __future__ import annotations
+
+import re
+
+from circuitdb.errors import QueryError
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def quote_ident(name: str) -> str:
+    """The one quoting helper for interpolated identifiers: a plain identifier, backquoted; anything else refused."""
+    if not isinstance(name, str) or not _IDENT.match(name):
+        raise QueryError(f"identifier {name!r} is not a plain name (letters, digits, underscore)")
+    return f"`{name}`"
+
+
+# ====================================================================== schema (embedded)
+# Used by circuitdb.store.embedded.EmbeddedStore (Ladybug 0.22, a Kuzu fork): typed tables, COPY bulk loads, and
+# the embedded store's own writes. Column order of each table = the column order of the frames COPY reads
+# (rows.NODE_PROPS, rows.UNIT_PROPS; rel frames: from, to, then the properties).
+
+LB_SCHEMA = (
+    "CREATE NODE TABLE IF NOT EXISTS Graph(id STRING PRIMARY KEY, model STRING, granularity STRING, method STRING, "
+    "metric STRING, prompt STRING, meta STRING, n_nodes INT64, n_edges INT64, created_at STRING, "
+    "schema_version INT64, circuitdb_version STRING)",
+    "CREATE NODE TABLE IF NOT EXISTS Node(uid STRING PRIMARY KEY, graph_id STRING, idx INT64, key STRING, "
+    "kind STRING, layer INT64, head INT64, pos INT64, feature INT64, token INT64, dictionary STRING, label STRING, "
+    "activation DOUBLE, influence DOUBLE, direct_logit DOUBLE, prev_token_score DOUBLE, induction_score DOUBLE, "
+    "duplicate_token_score DOUBLE, probability DOUBLE)",
+    "CREATE REL TABLE IF NOT EXISTS ATTRIBUTES(FROM Node TO Node, weight DOUBLE, abs_weight DOUBLE, channel STRING)",
+    "CREATE NODE TABLE IF NOT EXISTS Unit(uid STRING PRIMARY KEY, model STRING, kind STRING, layer INT64, "
+    "head INT64, dictionary STRING, feature INT64)",
+    "CREATE REL TABLE IF NOT EXISTS INSTANCE_OF(FROM Node TO Unit)",
+    "CREATE NODE TABLE IF NOT EXISTS Circuit(uid STRING PRIMARY KEY, name STRING, graph_id STRING, method STRING, "
+    "params STRING, scores STRING, n_nodes INT64, n_edges INT64, edges STRING, created_at STRING)",
+    "CREATE REL TABLE IF NOT EXISTS INCLUDES(FROM Circuit TO Node)",
+)
+
+LB_COPY_NODES = "COPY Node FROM $rows"
+LB_COPY_EDGES = "COPY ATTRIBUTES FROM $rows"
+LB_COPY_UNITS = "COPY Unit FROM $rows"
+LB_COPY_INSTANCE_OF = "COPY INSTANCE_OF FROM $rows"
+LB_COPY_INCLUDES = "COPY INCLUDES FROM $rows"
+
+LB_BEGIN = "BEGIN TRANSACTION"
+LB_BEGIN_READ_ONLY = "BEGIN TRANSACTION READ ONLY"
+LB_COMMIT = "COMMIT"
+LB_ROLLBACK = "ROLLBACK"
+
+LB_DELETE_GRAPH_CIRCUITS = "MATCH (c:Circuit) WHERE c.graph_id = $graph_id DETACH DELETE c"
+LB_DELETE_GRAPH_NODES = "MATCH (n:Node) WHERE n.graph_id = $graph_id DETACH DELETE n"
+#: units only this graph's nodes are instances of (units are shared: the others stay); run before deleting nodes
+LB_DELETE_ORPHAN_UNITS = (
+    "MATCH (n:Node)-[:INSTANCE_OF]->(u:Unit) WHERE n.graph_id = $graph_id WITH DISTINCT u "
+    "WHERE NOT EXISTS { MATCH (u)<-[:INSTANCE_OF]-(m:Node) WHERE m.graph_id <> $graph_id } DETACH DELETE u"
+)
+LB_DELETE_GRAPH = "MATCH (g:Graph) WHERE g.id = $graph_id DELETE g"
+LB_DELETE_CIRCUIT = "MATCH (c:Circuit) WHERE c.uid = $uid DETACH DELETE c"
+
+LB_CREATE_GRAPH = (
+    "CREATE (g:Graph {id: $id, model: $model, granularity: $granularity, method: $method, metric: $metric, "
+    "prompt: $prompt, meta: $meta, n_nodes: $n_nodes, n_edges: $n_edges, created_at: $created_at, "
+    "schema_version: $schema_version, circuitdb_version: $circuitdb_version})"
+)
+LB_CREATE_CIRCUIT = (
+    "CREATE (c:Circuit {uid: $uid, name: $name, graph_id: $graph_id, method: $method, params: $params, "
+    "scores: $scores, n_nodes: $n_nodes, n_edges: $n_edges, edges: $edges, created_at: $created_at})"
+)
+
+# ====================================================================== portable reads (both stores)
+# Plain Cypher that Ladybug and Neo4j both run (one label + properties, WHERE with parameters, no comma MATCH).
+
+_NODE_RETURN = ", ".join(f"n.{c} AS {c}" for c in ("idx", "key", "kind", "layer", "head", "pos", "feature", "token",
+                                                    "dictionary", "label", "activation", "influence", "direct_logit",
+                                                    "prev_token_score", "induction_score", "duplicate_token_score",
+                                                    "probability"))
+
+READ_GRAPH_PROPS = (
+    "MATCH (g:Graph) WHERE g.id = $graph_id RETURN g.id AS id, g.meta AS meta, g.n_nodes AS n_nodes, "
+    "g.n_edges AS n_edges"
+)
+COUNT_GRAPH = "MATCH (g:Graph) WHERE g.id = $graph_id RETURN count(g) AS n"
+LIST_GRAPHS = (
+    "MATCH (g:Graph) RETURN g.id AS id, g.model AS model, g.granularity AS granularity, g.method AS method, "
+    "g.metric AS metric, g.prompt AS prompt, g.n_nodes AS n_nodes, g.n_edges AS n_edges, "
+    "g.created_at AS created_at ORDER BY id"
+)
+READ_NODES = f"MATCH (n:Node) WHERE n.graph_id = $graph_id RETURN {_NODE_RETURN}"
+READ_EDGES = (
+    "MATCH (a:Node)-[e:ATTRIBUTES]->(b:Node) WHERE a.graph_id = $graph_id "
+    "RETURN a.idx AS source, b.idx AS target, e.weight AS weight, e.channel AS channel"
+)
+#: which of ``$uids`` exist: one primary-key lookup each (``WHERE u.uid IN $uids`` scans the table per list element:
+#: 38 s for 50k uids against 100k units on Ladybug 0.22). Callers batch ``$uids`` (≤ 10k).
+EXISTING_UNITS = "UNWIND $uids AS x MATCH (u:Unit {uid: x}) RETURN u.uid AS uid"
+EXISTING_NODES = "UNWIND $uids AS x MATCH (n:Node {uid: x}) RETURN n.uid AS uid"
+
+_SUB_FILTERS = {
+    "kinds": "a.kind IN $kinds AND b.kind IN $kinds",
+    "layers": "a.layer IN $layers AND b.layer IN $layers",
+    "positions": "a.pos IN $positions AND b.pos IN $positions",
+}
+
+
+def read_subgraph_edges(filters: "tuple[str, ...] | list[str]" = ()) -> str:
+    """Edges of ``$graph_id`` with ``abs_weight >= $min_abs_weight`` and both ends in the named filters
+    (any of ``kinds``, ``layers``, ``positions``: the parameters of the same names are lists)."""
+    bad = [f for f in filters if f not in _SUB_FILTERS]
+    if bad:
+        raise QueryError(f"unknown subgraph filter(s) {bad}; valid: {', '.join(_SUB_FILTERS)}")
+    where = " AND ".join(["a.graph_id = $graph_id", "e.abs_weight >= $min_abs_weight"]
+                         + [_SUB_FILTERS[f] for f in _SUB_FILTERS if f in filters])
+    return (f"MATCH (a:Node)-[e:ATTRIBUTES]->(b:Node) WHERE {where} "
+            "RETURN a.idx AS source, b.idx AS target, e.weight AS weight, e.channel AS channel")
+
+
+_CIRCUIT_RETURN = (
+    "c.uid AS uid, c.name AS name, c.graph_id AS graph_id, c.method AS method, c.params AS params, "
+    "c.scores AS scores, c.n_nodes AS n_nodes"
+)
+LIST_CIRCUITS = f"MATCH (c:Circuit) RETURN {_CIRCUIT_RETURN} ORDER BY graph_id, name"
+LIST_CIRCUITS_OF_GRAPH = f"MATCH (c:Circuit) WHERE c.graph_id = $graph_id RETURN {_CIRCUIT_RETURN} ORDER BY name"
+FIND_CIRCUITS = (
+    "MATCH (c:Circuit) WHERE c.name = $name RETURN c.uid AS uid, c.name AS name, c.graph_id AS graph_id, "
+    "c.method AS method, c.params AS params, c.scores AS scores, c.edges AS edges, c.created_at AS created_at "
+    "ORDER BY graph_id"
+)
+CIRCUIT_NODE_KEYS = (
+    "MATCH (c:Circuit)-[:INCLUDES]->(n:Node) WHERE c.uid = $uid RETURN n.key AS key, n.idx AS idx ORDER BY idx"
+)
+
+# ====================================================================== Neo4j writes
+# Used by circuitdb.store.neo4j.Neo4jStore (which reads with the portable reads above). These statements, the portable
+# reads and queries/*.cypher are linted with Neo4j's grammar (Cypher 5, the language of Neo4j 5.26 LTS) by
+# tests/store/test_cypher_grammar.py. Batched statements take ``$rows`` (≤ batch_size maps); batched deletes take
+# ``$batch_size`` and return the number of rows they removed.
+
+#: kind → second Neo4j label (Browser styling). A closed whitelist: the only labels ever interpolated.
+NEO4J_KIND_LABELS = {
+    "embed": "Embed", "head": "Head", "mlp": "Mlp", "feature": "Feature", "error": "Error", "logit": "Logit",
+}
+
+NEO4J_SCHEMA = (
+    "CREATE CONSTRAINT circuitdb_node_uid IF NOT EXISTS FOR (n:Node) REQUIRE n.uid IS UNIQUE",
+    "CREATE CONSTRAINT circuitdb_graph_id IF NOT EXISTS FOR (g:Graph) REQUIRE g.id IS UNIQUE",
+    "CREATE CONSTRAINT circuitdb_unit_uid IF NOT EXISTS FOR (u:Unit) REQUIRE u.uid IS UNIQUE",
+    "CREATE CONSTRAINT circuitdb_circuit_uid IF NOT EXISTS FOR (c:Circuit) REQUIRE c.uid IS UNIQUE",
+    "CREATE INDEX circuitdb_node_graph_id IF NOT EXISTS FOR (n:Node) ON (n.graph_id)",
+    "CREATE INDEX circuitdb_circuit_graph_id IF NOT EXISTS FOR (c:Circuit) ON (c.graph_id)",
+    "CREATE INDEX circuitdb_attributes_abs_weight IF NOT EXISTS FOR ()-[r:ATTRIBUTES]-() ON (r.abs_weight)",
+)
+
+NEO4J_DELETE_GRAPH_CIRCUITS = "MATCH (c:Circuit {graph_id: $graph_id}) DETACH DELETE c RETURN count(*) AS n"
+
+NEO4J_DELETE_EDGES_BATCH = """\
+MATCH (:Node {graph_id: $graph_id})-[r:ATTRIBUTES]->()
+WITH r LIMIT $batch_size
+DELETE r
+RETURN count(*) AS n"""
+
+#: units only this graph's nodes point at (units are shared across graphs; the others stay)
+NEO4J_DELETE_ORPHAN_UNITS = """\
+MATCH (:Node {graph_id: $graph_id})-[:INSTANCE_OF]->(u:Unit)
+WITH DISTINCT u
+WHERE NOT EXISTS { MATCH (u)<-[:INSTANCE_OF]-(m:Node) WHERE m.graph_id <> $graph_id }
+DETACH DELETE u
+RETURN count(*) AS n"""
+
+NEO4J_DELETE_NODES_BATCH = """\
+MATCH (n:Node {graph_id: $graph_id})
+WITH n LIMIT $batch_size
+DETACH DELETE n
+RETURN count(*) AS n"""
+
+NEO4J_DELETE_GRAPH = "MATCH (g:Graph {id: $graph_id}) DETACH DELETE g RETURN count(*) AS n"
+
+NEO4J_CREATE_GRAPH = "CREATE (g:Graph) SET g = $props"
+
+#: kind → node-creating statement (``$rows``: property maps with uid, graph_id, key, kind, ...)
+NEO4J_CREATE_NODES = {
+    kind: f"UNWIND $rows AS r CREATE (n:Node:{quote_ident(label)}) SET n = r"
+    for kind, label in NEO4J_KIND_LABELS.items()
+}
+
+#: ``$rows``: unit property maps (rows.UNIT_PROPS); units are shared across graphs, so MERGE
+NEO4J_MERGE_UNITS = """\
+UNWIND $rows AS r
+MERGE (u:Unit {uid: r.uid})
+ON CREATE SET u = r"""
+
+#: ``$rows``: {s: node uid, t: unit uid}
+NEO4J_CREATE_INSTANCE_OF = """\
+UNWIND $rows AS r
+MATCH (n:Node {uid: r.s})
+MATCH (u:Unit {uid: r.t})
+CREATE (n)-[:INSTANCE_OF]->(u)"""
+
+#: ``$rows``: {s: source uid, t: target uid, w: weight, a: abs_weight, c: channel}
+NEO4J_CREATE_EDGES = """\
+UNWIND $rows AS r
+MATCH (a:Node {uid: r.s})
+MATCH (b:Node {uid: r.t})
+CREATE (a)-[:ATTRIBUTES {weight: r.w, abs_weight: r.a, channel: r.c}]->(b)"""
+
+NEO4J_DELETE_CIRCUIT = "MATCH (c:Circuit {uid: $uid}) DETACH DELETE c"
+
+NEO4J_CREATE_CIRCUIT = "CREATE (c:Circuit) SET c = $props"
+
+#: ``$uids``: node uids of the circuit; returns how many matched
+NEO4J_LINK_CIRCUIT = """\
+MATCH (c:Circuit {uid: $uid})
+UNWIND $uids AS k
+MATCH (n:Node {uid: k})
+CREATE (c)-[:INCLUDES]->(n)
+RETURN count(n) AS n"""
+

@@ -1,0 +1,334 @@
+"""`EmbeddedStore`: the default graph store, an embedded Ladybug (Kuzu fork) database in a directory.
+
+Layout: ``PATH/`` (created on first use) holds the database file ``PATH/graphs.lbdb`` (+ its WAL). Schema and all
+statement text: :mod:`circuitdb.store.cypher` (``LB_*`` and the portable reads); row format: :mod:`.rows`.
+
+Writes are bulk ``COPY … FROM $rows`` of pandas frames inside ONE explicit transaction per graph: deleting the old
+graph of that id, copying units that are missing, nodes, ``INSTANCE_OF`` links and edges, then creating the ``Graph``
+node. Ladybug 0.22 runs ``COPY`` inside ``BEGIN TRANSACTION`` and ``ROLLBACK`` undoes it (checked in the tests), so a
+failure anywhere leaves the previous graph intact. Ladybug 0.22 caches a prepared statement per query text and
+scanned object; such a cached ``COPY`` pins memory, and re-executing one after a rollback segfaults. So every write
+builds fresh frames and drops the cached ``COPY`` statements afterwards (:meth:`EmbeddedStore._forget_copies`).
+
+Reads of ``run`` happen inside ``BEGIN TRANSACTION READ ONLY`` after the lexical write check of
+:mod:`circuitdb.store.readonly`, so a write that slips through the check is refused by the engine.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
+
+import numpy as np
+import pandas as pd
+
+from circuitdb.errors import CircuitDBError, ConfigError, GraphNotFoundError, QueryError, StoreError
+from circuitdb.store import cypher as cy
+from circuitdb.store import rows as rw
+from circuitdb.store.base import GraphStore
+from circuitdb.store.readonly import assert_read_only
+
+if TYPE_CHECKING:  # pragma: no cover
+    from circuitdb.graph import AttributionGraph
+
+log = logging.getLogger(__name__)
+
+DB_FILE = "graphs.lbdb"
+
+
+class EmbeddedStore(GraphStore):
+    """Attribution graphs in an embedded Ladybug database under ``path`` (a directory, created on first use).
+
+    Example::
+
+        with EmbeddedStore("./circuitdb-data") as store:
+            store.write_graph(graph)
+            sub = store.read_subgraph(graph.id, min_abs_weight=0.1, kinds=["head", "logit"])
+    """
+
+    def __init__(self, path: str | Path, *, read_only: bool = False, buffer_pool_size: int = 0) -> None:
+        self.path = Path(path).expanduser()
+        self.read_only = bool(read_only)
+        self.buffer_pool_size = int(buffer_pool_size)
+        self.uri = f"embedded:{path}"
+        self._db: Any = None
+        self._conn: Any = None
+
+    def __repr__(self) -> str:
+        return f"EmbeddedStore({str(self.path)!r}, read_only={self.read_only})"
+
+    # ------------------------------------------------------------------ lifecycle
+    def connect(self) -> "EmbeddedStore":
+        """Open the database (creating the directory and schema if missing). Idempotent."""
+        if self._conn is not None:
+            return self
+        import ladybug
+
+        if self.path.exists() and not self.path.is_dir():
+            raise ConfigError(f"embedded store path {str(self.path)!r} is a file; it must be a directory")
+        db_file = self.path / DB_FILE
+        if self.read_only and not db_file.exists():
+            raise StoreError(f"no embedded store at {str(self.path)!r} (missing {DB_FILE}); write a graph first")
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self._db = ladybug.Database(str(db_file), read_only=self.read_only,
+                                        buffer_pool_size=self.buffer_pool_size)
+            self._conn = ladybug.Connection(self._db)
+            if not self.read_only:
+                for stmt in cy.LB_SCHEMA:
+                    self._conn.execute(stmt)
+        except (RuntimeError, OSError) as e:
+            self.close()
+            raise StoreError(f"cannot open the embedded store at {str(self.path)!r}: {e}") from e
+        log.debug("opened embedded store %s", self.path)
+        return self
+
+    def close(self) -> None:
+        for obj in (self._conn, self._db):
+            if obj is not None:
+                try:
+                    obj.close()
+                except Exception:  # pragma: no cover - closing twice / during interpreter exit
+                    pass
+        self._conn = self._db = None
+
+    # ------------------------------------------------------------------ plumbing
+    def _exec(self, query: str, params: dict[str, Any] | None = None) -> Any:
+        self.connect()
+        return self._conn.execute(query, params or {})
+
+    def _df(self, query: str, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        return self._exec(query, params).get_as_df()
+
+    @contextmanager
+    def _errors(self, what: str, cls: type[CircuitDBError] = StoreError) -> Iterator[None]:
+        try:
+            yield
+        except CircuitDBError:
+            raise
+        except RuntimeError as e:
+            raise cls(f"{what} the embedded store {str(self.path)!r} failed: {e}") from e
+
+    @contextmanager
+    def _transaction(self, read_only: bool = False) -> Iterator[None]:
+        """One explicit transaction: committed when the block ends, rolled back on any error."""
+        if not read_only and self.read_only:
+            raise StoreError(f"the embedded store {str(self.path)!r} is open read-only")
+        self._exec(cy.LB_BEGIN_READ_ONLY if read_only else cy.LB_BEGIN)
+        try:
+            yield
+        except BaseException:
+            try:
+                self._conn.execute(cy.LB_ROLLBACK)
+            except RuntimeError:  # a failed statement already rolled the transaction back
+                pass
+            raise
+        self._exec(cy.LB_COMMIT)
+
+    def _copy(self, query: str, frame: Any) -> None:
+        """``COPY … FROM $rows`` of a pandas frame (index reset) or an Arrow table; nothing for zero rows."""
+        if len(frame):
+            self._exec(query, {"rows": frame.reset_index(drop=True) if isinstance(frame, pd.DataFrame) else frame})
+
+    def _forget_copies(self) -> None:
+        """Drop Ladybug's cached prepared ``COPY`` statements (ladybug 0.22 private cache, keyed per scanned object).
+
+        Each one pins the buffer-pool pages of the frame it scanned (~30 MB per 20k edges: a long ingest ran out of
+        memory, or with a bounded pool failed "buffer pool is full"), and re-executing one after a ROLLBACK
+        segfaults. Nothing reuses them: every write scans fresh frames."""
+        cache = getattr(self._conn, "_pybind_implicit_prepared_cache", None)
+        if not isinstance(cache, dict):
+            return
+        for key in [k for k in cache if isinstance(k, tuple) and str(k[0]).startswith("COPY ")]:
+            stmt = cache.pop(key)
+            close = getattr(stmt, "close", None)
+            if callable(close):
+                close()
+
+    def _delete_in_tx(self, graph_id: str) -> None:
+        p = {"graph_id": graph_id}
+        self._exec(cy.LB_DELETE_GRAPH_CIRCUITS, p)
+        self._exec(cy.LB_DELETE_ORPHAN_UNITS, p)
+        self._exec(cy.LB_DELETE_GRAPH_NODES, p)
+        self._exec(cy.LB_DELETE_GRAPH, p)
+
+    def _missing(self, uid_query: str, uids: list[str]) -> set[str]:
+        found: set[str] = set()
+        for i in range(0, len(uids), 10_000):
+            chunk = uids[i:i + 10_000]
+            found.update(self._df(uid_query, {"uids": chunk})["uid"].tolist())
+        return set(uids) - found
+
+    # ------------------------------------------------------------------ graphs
+    def write_graph(self, graph: "AttributionGraph", *, graph_id: str | None = None) -> str:
+        """Store ``graph`` under ``graph_id`` (default ``graph.id``), replacing a graph of that id atomically."""
+        gid = rw.check_graph_id(graph_id or graph.id)
+        uids = rw.node_uids(graph, gid)
+        units = rw.unit_uids(graph)
+        nodes = rw.node_rows(graph, gid, uids)
+        edges = rw.edge_table(graph, gid, uids)
+        instances = rw.instance_rows(graph, gid, uids, units)
+        unit_df = rw.unit_frame(graph, units)
+        props = rw.graph_props(graph, gid)
+        with self._errors(f"writing graph {gid!r} to"):
+            self.connect()
+            existed = self.has_graph(gid)
+            try:
+                with self._transaction():
+                    self._delete_in_tx(gid)
+                    missing = self._missing(cy.EXISTING_UNITS, unit_df["uid"].tolist())
+                    self._copy(cy.LB_COPY_UNITS, unit_df[unit_df["uid"].isin(missing)])
+                    self._copy(cy.LB_COPY_NODES, nodes)
+                    self._copy(cy.LB_COPY_INSTANCE_OF, instances)
+                    self._copy(cy.LB_COPY_EDGES, edges)
+                    self._exec(cy.LB_CREATE_GRAPH, props)
+            finally:
+                self._forget_copies()
+        log.info("%s graph %r: %d nodes, %d edges", "replaced" if existed else "wrote", gid, graph.n_nodes,
+                 graph.n_edges)
+        return gid
+
+    def _graph_row(self, graph_id: str) -> dict[str, Any]:
+        df = self._df(cy.READ_GRAPH_PROPS, {"graph_id": graph_id})
+        if not len(df):
+            ids = self.list_graphs()["id"].tolist()
+            shown = ", ".join(map(repr, ids[:20])) + (" …" if len(ids) > 20 else "")
+            raise GraphNotFoundError(f"no graph {graph_id!r} in {self.uri}; stored graphs: {shown or '(none)'}")
+        return df.iloc[0].to_dict()
+
+    def _edges(self, query: str, params: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray, Any]:
+        tab = self._exec(query, params).get_as_arrow()
+        return (tab.column("source").to_numpy(), tab.column("target").to_numpy(), tab.column("weight").to_numpy(),
+                tab.column("channel").fill_null("").to_numpy(zero_copy_only=False))
+
+    def read_graph(self, graph_id: str) -> "AttributionGraph":
+        return self.read_subgraph(graph_id)
+
+    def read_subgraph(self, graph_id: str, *, min_abs_weight: float = 0.0, kinds: Iterable[str] | None = None,
+                      layers: Iterable[int] | None = None, positions: Iterable[int] | None = None
+                      ) -> "AttributionGraph":
+        """Edges with |weight| ≥ ``min_abs_weight`` whose both ends pass the node filters, and the nodes they touch;
+        with no filter at all, the whole graph (isolated nodes included)."""
+        kinds_l, layers_l, pos_l = rw.node_filters(kinds, layers, positions)
+        try:
+            w = float(min_abs_weight)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"min_abs_weight must be a number, got {min_abs_weight!r}") from e
+        whole = w <= 0 and kinds_l is None and layers_l is None and pos_l is None
+        with self._errors(f"reading graph {graph_id!r} from"), self._transaction(read_only=True):  # one snapshot
+            props = self._graph_row(graph_id)
+            nodes = self._df(cy.READ_NODES, {"graph_id": graph_id})
+            if whole:
+                src, dst, wt, ch = self._edges(cy.READ_EDGES, {"graph_id": graph_id})
+            else:
+                params: dict[str, Any] = {"graph_id": graph_id, "min_abs_weight": w}
+                for name, vals in (("kinds", kinds_l), ("layers", layers_l), ("positions", pos_l)):
+                    if vals is not None:
+                        params[name] = vals
+                filters = [k for k in ("kinds", "layers", "positions") if k in params]
+                if any(not params[f] for f in filters):  # an empty filter list keeps nothing
+                    src = dst = np.zeros(0, np.int64)
+                    wt, ch = np.zeros(0), np.zeros(0, dtype=object)
+                else:
+                    src, dst, wt, ch = self._edges(cy.read_subgraph_edges(filters), params)
+        meta = rw.meta_from_props(props)
+        return rw.graph_from_columns(meta, nodes, src, dst, wt, ch, keep_isolated=whole)
+
+    def list_graphs(self) -> pd.DataFrame:
+        with self._errors("listing graphs in"):
+            df = self._df(cy.LIST_GRAPHS)
+        if not len(df):
+            return pd.DataFrame({c: [] for c in rw.LIST_GRAPHS_COLUMNS})
+        return df.reset_index(drop=True)
+
+    def has_graph(self, graph_id: str) -> bool:
+        with self._errors(f"looking up graph {graph_id!r} in"):
+            return int(self._df(cy.COUNT_GRAPH, {"graph_id": graph_id}).iat[0, 0]) > 0
+
+    def delete_graph(self, graph_id: str) -> bool:
+        """Delete a graph: its nodes, edges, instance links, circuits, and the units no other graph uses."""
+        with self._errors(f"deleting graph {graph_id!r} from"):
+            if not self.has_graph(graph_id):
+                return False
+            with self._transaction():
+                self._delete_in_tx(graph_id)
+        log.info("deleted graph %r", graph_id)
+        return True
+
+    # ------------------------------------------------------------------ queries
+    def run(self, cypher: str, params: dict[str, Any] | None = None, *, write: bool = False) -> pd.DataFrame:
+        """Run one Cypher statement with parameters → DataFrame. Without ``write=True`` a statement that writes is
+        refused (QueryError) by a lexical check and, as a second wall, by a read-only transaction."""
+        if not isinstance(cypher, str) or not cypher.strip():
+            raise QueryError(f"empty query {cypher!r}")
+        if not write:
+            assert_read_only(cypher)
+        p = rw.plain_params(params or {})
+        with self._errors("query on", QueryError):
+            self.connect()
+            if write:
+                try:
+                    return self._result_df(self._conn.execute(cypher, p))
+                finally:
+                    self._forget_copies()
+            with self._transaction(read_only=True):
+                return self._result_df(self._conn.execute(cypher, p))
+
+    @staticmethod
+    def _result_df(res: Any) -> pd.DataFrame:
+        if isinstance(res, list):
+            raise QueryError(f"run() takes one statement; got {len(res)} separated by ';'")
+        return res.get_as_df()
+
+    # ------------------------------------------------------------------ circuits
+    def save_circuit(self, name: str, graph_id: str, node_keys: list[str], *, method: str,
+                     params: dict[str, Any], scores: dict[str, Any], edges: pd.DataFrame | None = None) -> str:
+        """Store a circuit (nodes linked by ``INCLUDES``; edges as JSON), replacing one of the same name+graph."""
+        keys = list(dict.fromkeys(str(k) for k in node_keys))
+        props = rw.circuit_props(name, graph_id, method=method, params=params, scores=scores, edges=edges,
+                                 n_nodes=len(keys))
+        uid = props["uid"]
+        uids = [rw.node_uid(graph_id, k) for k in keys]
+        with self._errors(f"saving circuit {name!r} of graph {graph_id!r} to"):
+            if not self.has_graph(graph_id):
+                raise GraphNotFoundError(f"cannot save circuit {name!r}: no graph {graph_id!r} in {self.uri}")
+            missing = self._missing(cy.EXISTING_NODES, uids)
+            if missing:
+                bad = sorted(u[len(graph_id) + 1:] for u in missing)
+                raise ConfigError(f"circuit {name!r}: {len(bad)} node key(s) not in graph {graph_id!r}: {bad[:5]}")
+            try:
+                with self._transaction():
+                    self._exec(cy.LB_DELETE_CIRCUIT, {"uid": uid})
+                    self._exec(cy.LB_CREATE_CIRCUIT, props)
+                    self._copy(cy.LB_COPY_INCLUDES, pd.DataFrame({"from": [uid] * len(uids), "to": uids}))
+            finally:
+                self._forget_copies()
+        return uid
+
+    def list_circuits(self, graph_id: str | None = None) -> pd.DataFrame:
+        with self._errors("listing circuits in"):
+            if graph_id is None:
+                df = self._df(cy.LIST_CIRCUITS)
+            else:
+                df = self._df(cy.LIST_CIRCUITS_OF_GRAPH, {"graph_id": graph_id})
+        if not len(df):
+            return pd.DataFrame({c: [] for c in rw.LIST_CIRCUITS_COLUMNS})
+        return df.reset_index(drop=True)
+
+    def read_circuit_record(self, name: str, graph_id: str | None = None) -> dict[str, Any]:
+        with self._errors(f"reading circuit {name!r} from"):
+            found = self._df(cy.FIND_CIRCUITS, {"name": name})
+            if graph_id is not None:
+                found = found[found["graph_id"] == graph_id]
+            if not len(found):
+                known = self.list_circuits(graph_id)
+                raise ConfigError(f"no circuit {name!r}" + (f" in graph {graph_id!r}" if graph_id else "")
+                                  + f"; saved circuits: {', '.join(known['name'].astype(str)) or '(none)'}")
+            if len(found) > 1:
+                raise ConfigError(f"circuit name {name!r} exists in several graphs "
+                                  f"({', '.join(found['graph_id'].astype(str))}); pass graph_id")
+            props = found.iloc[0].to_dict()
+            keys = self._df(cy.CIRCUIT_NODE_KEYS, {"uid": props["uid"]})["key"].tolist()
+        return rw.circuit_record(props, keys)
