@@ -17,11 +17,10 @@ from pathlib import Path
 
 import torch
 
+from circuitdb.models.zoo import OFF_FLAGS, ZOO_DIR
+
 log = logging.getLogger(__name__)
 
-ZOO_DIR = Path(__file__).parent / "zoo"
-# Fields left False in saved configs: the attribution engine switches on what it needs.
-OFF_FLAGS = {"use_attn_result": False, "use_split_qkv_input": False, "use_hook_mlp_in": False}
 
 
 @dataclass(frozen=True)

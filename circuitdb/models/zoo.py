@@ -29,7 +29,8 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 ZOO_DIR = Path(__file__).parent / "zoo"
-_OFF = {"use_attn_result": False, "use_split_qkv_input": False, "use_hook_mlp_in": False}
+# Fields left False in saved configs: the attribution engine switches on what it needs.
+OFF_FLAGS = {"use_attn_result": False, "use_split_qkv_input": False, "use_hook_mlp_in": False}
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,7 @@ def _build(cfg_dict: dict, name: str, device: str, dtype: "torch.dtype", seed: i
     unknown = sorted(set(cfg_dict) - known)
     if unknown:
         raise ConfigError(f"model {name!r}: config.json has unknown HookedTransformerConfig fields {unknown}")
-    cfg = {**_OFF, **cfg_dict, "seed": None, "device": device, "dtype": dtype}
+    cfg = {**OFF_FLAGS, **cfg_dict, "seed": None, "device": device, "dtype": dtype}
     cfg.setdefault("model_name", name)
     try:
         config = HookedTransformerConfig(**cfg)
