@@ -1,0 +1,200 @@
+"""`Circuit`: a pruned subgraph of one attribution graph, with the method and parameters that produced it and its
+evaluation scores.
+
+A circuit's ``graph`` is an ordinary :class:`~circuitdb.graph.AttributionGraph` (the kept nodes and edges, rows
+renumbered); ``source_graph_id`` names the stored graph it came from. ``edges`` refers to nodes by key. Saved
+circuits live in the store as ``(:Circuit {uid, name, graph_id, method, params, scores})-[:INCLUDES]->(:Node)``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from circuitdb.errors import ConfigError
+from circuitdb.graph import CHANNELS, AttributionGraph
+
+if TYPE_CHECKING:  # pragma: no cover
+    import networkx as nx
+
+    from circuitdb.store.base import GraphStore
+
+log = logging.getLogger(__name__)
+
+EDGE_FRAME_COLUMNS = ("source", "target", "weight", "abs_weight", "channel")
+
+
+@dataclass(frozen=True, eq=False)
+class Circuit:
+    """A pruned subgraph plus provenance (``method``, ``params``) and ``scores`` (faithfulness, CPR, sizes, ...)."""
+
+    graph: AttributionGraph
+    source_graph_id: str
+    method: str
+    params: dict = field(default_factory=dict)
+    scores: dict = field(default_factory=dict)
+    name: str | None = None
+
+    # ------------------------------------------------------------------ views
+    @property
+    def node_keys(self) -> list[str]:
+        return self.graph.keys.tolist()
+
+    @property
+    def nodes(self) -> pd.DataFrame:
+        """The kept nodes (all node columns), one row per node."""
+        return self.graph.nodes.copy()
+
+    @property
+    def edges(self) -> pd.DataFrame:
+        """The kept edges: source key, target key, weight, abs_weight, channel ("", q, k, v)."""
+        keys = self.graph.keys
+        return pd.DataFrame({
+            "source": keys[self.graph.src], "target": keys[self.graph.dst], "weight": self.graph.weight,
+            "abs_weight": np.abs(self.graph.weight), "channel": np.asarray(CHANNELS, dtype=object)[self.graph.channel],
+        })
+
+    @property
+    def n_nodes(self) -> int:
+        return self.graph.n_nodes
+
+    @property
+    def n_edges(self) -> int:
+        return self.graph.n_edges
+
+    def __repr__(self) -> str:
+        return (f"Circuit(name={self.name!r}, graph={self.source_graph_id!r}, method={self.method!r}, "
+                f"nodes={self.n_nodes}, edges={self.n_edges}, scores={self.scores})")
+
+    def with_scores(self, **scores: Any) -> "Circuit":
+        """A copy with ``scores`` merged in (values must be JSON-serialisable)."""
+        return replace(self, scores={**self.scores, **scores})
+
+    def edge_mask_in(self, graph: AttributionGraph) -> np.ndarray:
+        """Boolean mask over ``graph``'s edges: True for edges of this circuit (matched by source, target, channel)."""
+        keys = graph.keys
+        mine = set(zip(self.graph.keys[self.graph.src], self.graph.keys[self.graph.dst], self.graph.channel.tolist()))
+        return np.fromiter(((s, t, c) in mine for s, t, c in zip(keys[graph.src], keys[graph.dst],
+                                                                 graph.channel.tolist())), bool, graph.n_edges)
+
+    def to_networkx(self) -> "nx.DiGraph":
+        """A DiGraph keyed by node key, node attributes from ``nodes``; parallel (q/k/v) edges become one edge with
+        the summed ``weight`` and a ``channels`` string such as ``"k,v"``."""
+        import networkx as nx
+
+        g = nx.DiGraph(graph_id=self.source_graph_id, method=self.method, name=self.name)
+        for rec in self.graph.nodes.to_dict("records"):
+            attrs = {k: v for k, v in rec.items() if not (isinstance(v, float) and np.isnan(v))}
+            g.add_node(rec["key"], **attrs)
+        for s, t, w, c in self.edges[["source", "target", "weight", "channel"]].itertuples(index=False):
+            if g.has_edge(s, t):
+                d = g.edges[s, t]
+                d["weight"] += w
+                d["channels"] = ",".join(sorted(set(filter(None, d["channels"].split(",") + [c]))))
+            else:
+                g.add_edge(s, t, weight=float(w), channels=c)
+        for _, _, d in g.edges(data=True):
+            d["abs_weight"] = abs(d["weight"])
+        return g
+
+    def evaluate(self, model: Any, dataset: Any, **kwargs: Any) -> "Circuit":
+        """A copy with MIB faithfulness on ``model`` (object or zoo/pretrained name) and ``dataset`` (PromptPairs or a
+        task name; ``n=``, ``seed=`` pick its prompts) in ``scores``; other keywords go to
+        :func:`circuitdb.circuits.evaluate.evaluate_circuit` (``metric``, ``ablation``, ``batch_size``)."""
+        from circuitdb.attribution.api import resolve_dataset, resolve_model
+        from circuitdb.circuits.evaluate import evaluate_circuit
+
+        task_kw = {k: kwargs.pop(k) for k in ("n", "seed") if k in kwargs}
+        model = resolve_model(model)
+        ds = resolve_dataset(dataset, model, **task_kw) if isinstance(dataset, str) else dataset
+        return evaluate_circuit(model, ds, self, **kwargs)
+
+    # ------------------------------------------------------------------ store
+    def save(self, store: "GraphStore", name: str | None = None) -> str:
+        """Store as ``(:Circuit)-[:INCLUDES]->(:Node)`` under ``name`` (replacing one of the same name and graph)."""
+        name = name or self.name
+        if not name:
+            raise ConfigError("a circuit needs a name to be saved: pass save(store, name=...)")
+        json.dumps(self.params), json.dumps(self.scores)  # fail early, before any write
+        uid = store.save_circuit(name, self.source_graph_id, self.node_keys, method=self.method,
+                                 params=self.params, scores=self.scores, edges=self.edges)
+        log.info("saved circuit %r (%d nodes, %d edges) of graph %r", name, self.n_nodes, self.n_edges,
+                 self.source_graph_id)
+        return uid
+
+    @classmethod
+    def load(cls, store: "GraphStore", name: str, graph_id: str | None = None) -> "Circuit":
+        """A saved circuit, rebuilt from its record and its stored graph."""
+        rec = store.read_circuit_record(name, graph_id)
+        graph = store.read_graph(rec["graph_id"])
+        return cls.from_record(graph, rec)
+
+    @classmethod
+    def from_record(cls, graph: AttributionGraph, rec: dict[str, Any]) -> "Circuit":
+        keys = set(rec.get("node_keys") or [])
+        node_mask = np.isin(graph.keys, list(keys))
+        edges = rec.get("edges")
+        edge_mask = None
+        if isinstance(edges, pd.DataFrame) and len(edges):
+            s_col = "source" if "source" in edges.columns else "src"
+            t_col = "target" if "target" in edges.columns else "dst"
+            ch = edges["channel"].fillna("").astype(str) if "channel" in edges.columns else pd.Series([""] * len(edges))
+            wanted = set(zip(edges[s_col].astype(str), edges[t_col].astype(str), ch))
+            k = graph.keys
+            chans = np.asarray(CHANNELS, dtype=object)[graph.channel]
+            edge_mask = np.fromiter(((s, t, c) in wanted for s, t, c in zip(k[graph.src], k[graph.dst], chans)),
+                                    bool, graph.n_edges)
+        params = rec.get("params") or {}
+        scores = rec.get("scores") or {}
+        params = json.loads(params) if isinstance(params, str) else dict(params)
+        scores = json.loads(scores) if isinstance(scores, str) else dict(scores)
+        return cls(graph.subgraph(edge_mask, node_mask), source_graph_id=graph.id, method=str(rec.get("method", "")),
+                   params=params, scores=scores, name=rec.get("name"))
+
+
+def circuit_from_store(store: "GraphStore", graph_id: str, prune: str | dict | None = "influence",
+                       **params: Any) -> Circuit:
+    """Read ``graph_id`` and prune it. ``prune`` is a method name, a dict ``{"method": ..., **params}``, or None
+    (the whole graph as a circuit). ``min_abs_weight=`` (optional) reads only edges at least that strong first."""
+    from circuitdb.circuits.prune import prune_result
+
+    min_abs = params.pop("min_abs_weight", None)
+    graph = store.read_subgraph(graph_id, min_abs_weight=float(min_abs)) if min_abs else store.read_graph(graph_id)
+    if isinstance(prune, dict):
+        prune = dict(prune)
+        method = prune.pop("method", "influence")
+        params = {**prune, **params}
+    else:
+        method = prune
+    if method is None:
+        return Circuit(graph, source_graph_id=graph_id, method="none", params={},
+                       scores={"n_nodes": graph.n_nodes, "n_edges": graph.n_edges, "edge_fraction": 1.0})
+    res = prune_result(graph, method, **params)
+    c = res.circuit(source_graph_id=graph_id)
+    if min_abs:  # pruned from a filtered read: say so, and count the kept fraction against the read
+        c = replace(c, params={**c.params, "min_abs_weight": float(min_abs)})
+    return c
+
+
+def circuit_from_nodes(graph: AttributionGraph, keys: Any, *, include_kinds: tuple[str, ...] = ("embed", "logit"),
+                       method: str = "nodes", params: dict | None = None) -> Circuit:
+    """The circuit spanned by node ``keys`` (e.g. the heads a query returned) plus every node of ``include_kinds``:
+    all edges among them, then dead-end removal. Unknown keys raise ConfigError."""
+    from circuitdb.circuits.prune import remove_dead_ends_masks
+
+    keys = [str(k) for k in keys]
+    missing = sorted(set(keys) - set(graph.keys.tolist()))
+    if missing:
+        raise ConfigError(f"node(s) {missing[:5]} are not in graph {graph.id!r}")
+    node_mask = np.isin(graph.keys, keys) | graph.nodes["kind"].isin(list(include_kinds)).to_numpy()
+    node_mask, edge_mask = remove_dead_ends_masks(graph, np.ones(graph.n_edges, bool), node_mask)
+    sub = graph.subgraph(edge_mask, node_mask)
+    return Circuit(sub, source_graph_id=graph.id, method=method,
+                   params={"keys": sorted(set(keys)), "include_kinds": list(include_kinds), **(params or {})},
+                   scores={"n_nodes": sub.n_nodes, "n_edges": sub.n_edges,
+                           "edge_fraction": sub.n_edges / max(graph.n_edges, 1)})

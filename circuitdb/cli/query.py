@@ -1,0 +1,151 @@
+"""``circuitdb query | prune | eval``: run library queries, prune stored graphs into saved circuits, evaluate them.
+
+Heavy imports (pandas, torch, the engine) happen inside the command functions.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from circuitdb.cli.common import STORE_OPTION
+
+PARAM_OPTION = typer.Option(None, "--param", "-p", help="Query/pruning parameter key=value (repeatable; JSON values).")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("query")(query_cmd)
+    app.command("prune")(prune_cmd)
+    app.command("eval")(eval_cmd)
+
+
+def _table(df, title: str | None = None, max_rows: int = 50):  # noqa: ANN001, ANN202
+    from rich.table import Table
+
+    t = Table(title=title, show_lines=False)
+    for c in df.columns:
+        t.add_column(str(c), justify="right" if df[c].dtype.kind in "fiu" else "left")
+    for row in df.head(max_rows).itertuples(index=False):
+        t.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in row])
+    return t
+
+
+def query_cmd(
+    name: str = typer.Argument(None, help="A library query name (see --list), a .cypher file, or Cypher text."),
+    graph: str = typer.Option(None, "--graph", "-g", help="Graph id (sets the graph_id parameter)."),
+    param: list[str] = PARAM_OPTION,
+    as_json: bool = typer.Option(False, "--json", help="Print the rows as JSON records."),
+    list_: bool = typer.Option(False, "--list", help="List the library queries and their parameters."),
+    store: str = STORE_OPTION,
+) -> None:
+    """Run a named query from queries/ (or a .cypher file, or Cypher text) and print the rows."""
+    import json
+
+    from rich.console import Console
+
+    from circuitdb.circuits.query import get_query, list_queries, query
+    from circuitdb.cli.common import open_cli_store, parse_params
+    from circuitdb.errors import ConfigError
+
+    con = Console()
+    if list_:
+        for qn in list_queries():
+            q = get_query(qn)
+            ps = ", ".join(p.name + ("" if p.required else f"={json.dumps(p.default)}") for p in q.params)
+            con.print(f"[bold]{qn}[/bold]({ps})\n    {q.purpose}")
+        return
+    if not name:
+        raise ConfigError("give a query name, a .cypher file or Cypher text (or --list)")
+    params = parse_params(param)
+    if graph is not None:
+        params["graph_id"] = graph
+    st = open_cli_store(store)
+    try:
+        df = query(st, name, **params)
+    finally:
+        st.close()
+    if as_json:
+        typer.echo(df.to_json(orient="records", default_handler=str))
+    else:
+        con.print(_table(df, title=f"{name} — {len(df)} rows"))
+
+
+def prune_cmd(
+    graph_id: str = typer.Argument(..., help="Id of the stored graph."),
+    method: str = typer.Option("influence", "--method", help="influence, topn, threshold, greedy or dead_ends."),
+    node_threshold: float = typer.Option(None, "--node-threshold", help="influence: node influence fraction [0.8]."),
+    edge_threshold: float = typer.Option(None, "--edge-threshold", help="influence: edge score fraction [0.98]."),
+    n: int = typer.Option(None, "--n", help="topn / greedy: number of edges."),
+    threshold: float = typer.Option(None, "--threshold", help="threshold: minimum |weight|."),
+    param: list[str] = PARAM_OPTION,
+    save: str = typer.Option(None, "--save", help="Save the circuit under this name."),
+    top: int = typer.Option(15, "--top", help="Strongest circuit edges to print."),
+    store: str = STORE_OPTION,
+) -> None:
+    """Prune a stored graph into a circuit; print its size and strongest edges; optionally save it."""
+    from rich.console import Console
+
+    from circuitdb.cli.common import open_cli_store, parse_params
+
+    params = parse_params(param)
+    for k, v in (("node_threshold", node_threshold), ("edge_threshold", edge_threshold), ("n", n),
+                 ("threshold", threshold)):
+        if v is not None:
+            params[k] = v
+    con = Console()
+    st = open_cli_store(store)
+    try:
+        c = st.circuit(graph_id, prune=method, **params)
+        uid = c.save(st, save) if save else None
+    finally:
+        st.close()
+    con.print(f"circuit of [bold]{graph_id}[/bold] by {c.method} {c.params}: {c.n_nodes} nodes, {c.n_edges} edges "
+              f"({100 * c.scores.get('edge_fraction', 0):.2f}% of edges)" + (f"; saved as {uid}" if uid else ""))
+    e = c.edges.sort_values("abs_weight", ascending=False)
+    con.print(_table(e, title="strongest edges", max_rows=top))
+
+
+def eval_cmd(
+    circuit: str = typer.Argument(None, help="Name of a saved circuit (omit with --curve to evaluate the graph)."),
+    graph: str = typer.Option(None, "--graph", "-g", help="Graph id (needed when the name exists in several graphs, "
+                                                          "and for --curve)."),
+    model: str = typer.Option(..., "--model", "-m", help="Model the graph was computed on (zoo or pretrained name)."),
+    task: str = typer.Option(..., "--task", "-t", help="Task to evaluate on: induction, ioi, greater-than, or .jsonl."),
+    n: int = typer.Option(64, "--n", help="Prompt pairs."),
+    seed: int = typer.Option(1, "--seed", help="Seed of the evaluation prompts."),
+    metric: str = typer.Option(None, "--metric", help="logit_diff, logprob or kl [default: the task's]."),
+    ablation: str = typer.Option("patch", "--ablation", help="patch, zero or mean."),
+    curve: bool = typer.Option(False, "--curve", help="Also the CPR/CMD curve of the graph over MIB circuit sizes."),
+    store: str = STORE_OPTION,
+) -> None:
+    """Faithfulness (MIB) of a saved circuit on MODEL + TASK, stored back on the circuit; optionally CPR/CMD."""
+    from rich.console import Console
+
+    import circuitdb
+    from circuitdb.attribution.api import resolve_dataset
+    from circuitdb.circuits import evaluate as ev
+    from circuitdb.circuits.circuit import Circuit
+    from circuitdb.cli.common import open_cli_store
+    from circuitdb.errors import ConfigError
+
+    if circuit is None and not (curve and graph):
+        raise ConfigError("give a saved circuit name, or --curve --graph ID")
+    con = Console()
+    lm = circuitdb.load_model(model)
+    ds = resolve_dataset(task, lm, n=n, seed=seed)
+    st = open_cli_store(store)
+    try:
+        base = ev.baselines(lm, ds, metric=metric, ablation=ablation)
+        if circuit is not None:
+            c = Circuit.load(st, circuit, graph)
+            c = ev.evaluate_circuit(lm, ds, c, metric=metric, ablation=ablation, base=base)
+            c.save(st, circuit)
+            con.print(f"circuit [bold]{circuit}[/bold] ({c.n_edges} edges): faithfulness "
+                      f"[bold]{c.scores['faithfulness']:.3f}[/bold] (m(C) {c.scores['m_circuit']:.4g}, "
+                      f"m(N) {base.full:.4g}, m(∅) {base.empty:.4g})")
+        if curve:
+            gid = graph or c.source_graph_id
+            fc = ev.faithfulness_curve(lm, ds, st.read_graph(gid), metric=metric, ablation=ablation, base=base)
+            con.print(_table(fc.to_frame(), title=f"faithfulness curve of {gid}"))
+            con.print(f"CPR [bold]{fc.cpr:.3f}[/bold]  CMD [bold]{fc.cmd:.3f}[/bold]")
+    finally:
+        st.close()
