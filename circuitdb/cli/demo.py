@@ -25,12 +25,12 @@ def demo(
     """Run the main job end to end on a toy model (offline, about a minute)."""
     import torch
     from rich.console import Console
-    from rich.table import Table
 
     import circuitdb
-    from circuitdb.attribution.head_stats import induction_scores, prev_token_scores
+    import numpy as np
+
+    from circuitdb.attribution.head_stats import induction_scores, prev_token_scores, repeated_random_tokens
     from circuitdb.cli.common import open_cli_store
-    from circuitdb.circuits.evaluate import faithfulness
 
     con = Console()
     torch.manual_seed(seed)
@@ -48,26 +48,35 @@ def demo(
     con.rule("[bold]2. Ask the store: previous-token → induction head pairs (queries/induction_pairs.cypher)")
     pairs = circuitdb.query(st, "induction_pairs", graph_id=graph.id)
     _table(con, "induction pairs", pairs.head(5))
-    ps, ins = prev_token_scores(model, data.clean), induction_scores(model, data.clean)
-    con.print("attention-pattern ground truth: previous-token scores " + _fmt(ps) + "; induction scores " + _fmt(ins))
+    ref = repeated_random_tokens(model.cfg.d_vocab, n=n, half_len=16, seed=seed + 1)
+    ps, ins = prev_token_scores(model, ref), induction_scores(model, ref)
+    con.print("ground truth from attention patterns on fresh repeated tokens — previous-token scores: "
+              + _fmt(ps) + "; induction scores: " + _fmt(ins))
 
     con.rule("[bold]3. Prune, evaluate and save the circuit")
-    circuit = st.circuit(graph.id, prune="influence")
-    f = faithfulness(model, data, graph, circuit.edge_mask, metric="logprob")
-    circuit = circuit.with_scores(faithfulness=f)
+    keep = max(1, round(0.2 * graph.n_edges))
+    circuit = st.circuit(graph.id, prune="topn", n=keep).evaluate(model, data, metric="logprob")
     circuit.save(st, "demo-induction-circuit")
-    con.print(f"circuit: {len(circuit.nodes)} nodes, {len(circuit.edges)} of {graph.n_edges} edges, "
-              f"faithfulness {f:.3f} (1.0 = the whole model)")
-    _table(con, "saved circuits", st.list_circuits(graph.id))
+    con.print(f"top-{keep} circuit: {circuit.n_nodes} nodes, {circuit.n_edges} of {graph.n_edges} edges, "
+              f"MIB faithfulness {circuit.scores['faithfulness']:.3f} (1.0 = the whole model, 0 = all patched)")
+    _table(con, "saved circuits", st.list_circuits(graph.id)[["name", "graph_id", "method", "n_nodes"]])
 
-    con.rule("[bold]4. Feature graph: toy-ioi with transcoders, heads inside the edges")
+    con.rule("[bold]4. Feature graph: toy-ioi with its transcoders, heads inside the edges")
     ioi = circuitdb.load_model("toy-ioi")
     prompt = circuitdb.load_task("ioi", ioi, n=1, seed=seed)
     fgraph = circuitdb.attribute_features(ioi, prompt.clean[0], graph_id="demo-ioi-features")
     st.write_graph(fgraph)
-    con.print(f"stored {fgraph!r}; prompt: {prompt.texts[0] if prompt.texts else prompt.clean[0].tolist()}")
-    paths = circuitdb.query(st, "feature_paths", graph_id=fgraph.id, limit=3)
-    _table(con, "strongest token → top-logit paths", paths)
+    text = prompt.texts[0] if prompt.texts else str(prompt.clean[0].tolist())
+    con.print(f"prompt: {text!r}; stored {fgraph!r}; scores: "
+              + ", ".join(f"{k} {v:.3f}" for k, v in (fgraph.meta.get("scores") or {}).items()
+                          if isinstance(v, float)))
+    logits = fgraph.nodes[fgraph.nodes["kind"] == "logit"].sort_values("probability", ascending=False)
+    top = logits.iloc[0]
+    con.print(f"top logit: {top['key']} ({top['label'] or top['token']}, p={top['probability']:.3f})")
+    floor = float(np.quantile(fgraph.abs_weight, 0.99))
+    paths = circuitdb.query(st, "feature_paths", graph_id=fgraph.id, target=top["key"], max_hops=3,
+                            min_weight=floor, limit=3)
+    _table(con, f"strongest token → {top['key']} paths (edges |w| ≥ {floor:.3g})", paths)
     con.rule()
     con.print(f"done in {time.perf_counter() - t0:.1f} s. Explore: circuitdb graphs list --store {st.uri}")
     st.close()

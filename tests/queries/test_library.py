@@ -131,6 +131,11 @@ def test_feature_paths(store):
     assert (df["hops"] <= 3).all() and len(df) > 500
     assert len(df) == len(exp)
     assert sorted(map(tuple, df["path"])) == sorted(p for p, _ in exp)
+    # every path's score is the product of its |weights| (Ladybug 0.22 returned the bottleneck instead when the
+    # branches ran as one UNION ALL statement)
+    want = dict(exp)
+    got = dict(zip(map(tuple, df["path"]), df["product"]))
+    np.testing.assert_allclose([got[p] for p in want], [want[p] for p in want], rtol=1e-5)
     heads = query(store, "feature_paths", graph_id=g.id, max_hops=3, min_weight=0.05, through_heads=True,
                   limit=100_000)
     exp_h = [p for p, _ in exp if any(k.startswith("A") for k in p[1:-1])]
