@@ -48,7 +48,7 @@ def demo(
     con.rule("[bold]2. Ask the store: previous-token → induction head pairs (queries/induction_pairs.cypher)")
     pairs = circuitdb.query(st, "induction_pairs", graph_id=graph.id)
     _table(con, "induction pairs", pairs.head(5))
-    ref = repeated_random_tokens(model.cfg.d_vocab, n=n, half_len=16, seed=seed + 1)
+    ref = repeated_random_tokens(model.cfg.d_vocab - 1, n=n, half_len=20, seed=seed + 1)  # no <unk>
     ps, ins = prev_token_scores(model, ref), induction_scores(model, ref)
     con.print("ground truth from attention patterns on fresh repeated tokens — previous-token scores: "
               + _fmt(ps) + "; induction scores: " + _fmt(ins))

@@ -1,0 +1,240 @@
+"""``circuitdb.attribute``: a component attribution graph of a model on a prompt-pair dataset, in one call.
+
+Conventions: node order and edges are those of :mod:`circuitdb.attribution.components` (``E``, ``A{l}.{h}``,
+``M{l}``, ``LOGITS``; edges into heads carry channel q/k/v); edge weights are mean scores over the dataset (EAP,
+EAP-IG) or mean metric changes under exact patching, both "metric(patched) − metric(clean)" in sign. Per-position
+graphs have nodes ``c@p`` (row ``p * n_components + c``) and edges ``u@p → v@p``, position-major.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+import torch
+
+from circuitdb.errors import ConfigError, one_of
+
+if TYPE_CHECKING:  # pragma: no cover
+    from transformer_lens import HookedTransformer
+
+    from circuitdb.graph import AttributionGraph
+    from circuitdb.tasks.base import PromptPairs
+
+log = logging.getLogger(__name__)
+
+ATTRIBUTE_METHODS = ("eap", "eap-ig", "patching")
+_DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16, "bfloat16": torch.bfloat16}
+N_EXAMPLE_PROMPTS = 3
+
+
+def resolve_model(model: "HookedTransformer | str", dtype: "torch.dtype | str | None" = None) -> "HookedTransformer":
+    """A HookedTransformer (a name goes through ``load_model``), in ``dtype`` (a converted copy if it differs)."""
+    dt = _dtype(dtype)
+    if isinstance(model, str):
+        from circuitdb.models import load_model
+
+        return load_model(model, dtype=dt or torch.float32)
+    if not hasattr(model, "cfg") or not hasattr(model, "hooks"):
+        raise ConfigError(f"model must be a HookedTransformer or a model name, got {type(model).__name__}")
+    if dt is not None and model.cfg.dtype != dt:
+        log.info("working on a %s copy of %s", dt, model.cfg.model_name)
+        model = copy.deepcopy(model)
+        model.to(dt, print_details=False)
+    return model
+
+
+def _dtype(dtype: "torch.dtype | str | None") -> "torch.dtype | None":
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    if str(dtype) not in _DTYPES:
+        raise ConfigError(one_of(dtype, _DTYPES, "dtype"))
+    return _DTYPES[str(dtype)]
+
+
+def resolve_dataset(dataset: Any, model: "HookedTransformer", **task_kw: Any) -> "PromptPairs":
+    """PromptPairs from a PromptPairs, a task name / ``.jsonl`` path, a dict, or a tuple of tensors
+    ``(clean, corrupted, answer[, wrong[, answer_pos]])``; checked against the model's vocabulary and context."""
+    from circuitdb.attribution.eap import check_dataset
+    from circuitdb.tasks.base import PromptPairs
+
+    if isinstance(dataset, PromptPairs):
+        ds = dataset
+    elif isinstance(dataset, str):
+        from circuitdb.tasks import load_task
+
+        ds = load_task(dataset, model, **task_kw)
+    elif isinstance(dataset, dict):
+        allowed = {"clean", "corrupted", "answer", "wrong", "answer_pos", "name", "texts"}
+        bad = sorted(set(dataset) - allowed)
+        missing = sorted({"clean", "corrupted", "answer"} - set(dataset))
+        if bad or missing:
+            raise ConfigError(f"dataset dict: unknown keys {bad}, missing keys {missing}; valid keys: "
+                              f"{', '.join(sorted(allowed))}")
+        ds = PromptPairs(**{k: _long(v, k) if k not in ("name", "texts") else v for k, v in dataset.items()})
+    elif isinstance(dataset, (tuple, list)) and 3 <= len(dataset) <= 5:
+        names = ("clean", "corrupted", "answer", "wrong", "answer_pos")
+        ds = PromptPairs(*[_long(v, nm) for v, nm in zip(dataset, names)])
+    else:
+        raise ConfigError(f"dataset must be PromptPairs, a task name, a dict or a tuple (clean, corrupted, answer"
+                          f"[, wrong]); got {type(dataset).__name__}")
+    check_dataset(model, ds)
+    return ds
+
+
+def _long(v: Any, name: str) -> torch.Tensor:
+    if v is None:
+        return None  # type: ignore[return-value]
+    t = torch.as_tensor(v)
+    if t.is_floating_point() or t.is_complex():
+        raise ConfigError(f"dataset {name} must hold integer token ids/positions, got dtype {t.dtype}")
+    return t.long()
+
+
+def resolve_metric(metric: Any, dataset: "PromptPairs") -> Callable:
+    """A metric callable from a name or callable; ``None`` → the dataset's ``meta["metric"]``, else logit difference
+    when the dataset has wrong tokens, else log-prob."""
+    from circuitdb.tasks import get_metric
+
+    if metric is None:
+        metric = dataset.meta.get("metric") or ("logit_diff" if dataset.wrong is not None else "logprob")
+    return get_metric(metric)
+
+
+def metric_name(metric: Any, dataset: "PromptPairs") -> str:
+    if metric is None:
+        return str(dataset.meta.get("metric") or ("logit_diff" if dataset.wrong is not None else "logprob"))
+    if isinstance(metric, str):
+        return metric
+    return str(getattr(metric, "__name__", type(metric).__name__))
+
+
+def attribute(
+    model: "HookedTransformer | str", dataset: Any, method: str = "eap-ig", metric: Any = None,
+    ablation: str = "patch", *, ig_steps: int = 5, batch_size: int = 32, per_position: bool = False,
+    dtype: "torch.dtype | str | None" = None, progress: bool = True, graph_id: str | None = None,
+    head_stats: bool = True, n: int | None = None, seed: int = 0,
+) -> "AttributionGraph":
+    """The component attribution graph of ``model`` on ``dataset`` (see module doc).
+
+    ``model``: a HookedTransformer or a name for :func:`circuitdb.models.load_model`. ``dataset``: PromptPairs, a
+    task name (then ``load_task(name, model, n=n, seed=seed)``), a dict or tuple of tensors. ``metric``: a name
+    (``logit_diff``, ``logprob``, ``kl``) or callable ``(logits, batch) -> [batch]``. ``method``: ``eap``,
+    ``eap-ig`` (``ig_steps`` interpolation points) or ``patching`` (exact, one patched run per edge).
+    ``ablation``: ``patch`` (corrupted prompts), ``zero`` or ``mean``. ``dtype``: compute dtype (``float64`` for
+    verification; default the model's). With ``head_stats`` nodes carry previous-token / induction / duplicate-token
+    scores and direct logit attribution.
+    """
+    from circuitdb.attribution.components import component_graph
+    from circuitdb.attribution.eap import EAPConfig, check_ablation, eap_scores
+    from circuitdb.graph import AttributionGraph
+
+    if method not in ATTRIBUTE_METHODS:
+        raise ConfigError(one_of(method, ATTRIBUTE_METHODS, "attribution method"))
+    check_ablation(ablation)
+    model = resolve_model(model, dtype)
+    task_kw = {"seed": seed} | ({"n": n} if n is not None else {})
+    ds = resolve_dataset(dataset, model, **task_kw) if isinstance(dataset, str) else resolve_dataset(dataset, model)
+    if n is not None and len(ds) > n:
+        ds = ds.batch(slice(0, n))
+    fn = resolve_metric(metric, ds)
+    comp = component_graph(model)
+    scores_extra: dict[str, float] = {}
+    if method == "patching":
+        from circuitdb.attribution.patching import exact_edge_scores
+
+        edge_w = exact_edge_scores(model, ds, fn, ablation=ablation, per_position=per_position,
+                                   batch_size=batch_size, progress=progress).numpy()
+        dense = np.zeros(((ds.seq_len,) if per_position else ()) + (comp.n_rcv, comp.n_src))
+        dense[..., comp.edge_rcv, comp.edge_src] = edge_w
+    else:
+        cfg = EAPConfig(method=method, ig_steps=ig_steps, ablation=ablation, batch_size=batch_size,
+                        per_position=per_position, progress=progress)
+        res = eap_scores(model, ds, fn, cfg)
+        dense = res.scores.numpy()
+        scores_extra["clean_metric"] = res.clean_metric
+        if res.baseline_metric is not None:
+            scores_extra["corrupted_metric"] = res.baseline_metric
+    tokens = None
+    if per_position:
+        col = ds.clean
+        tokens = np.where((col == col[:1]).all(0).numpy(), col[0].numpy(), -1)
+    nodes, edges = comp.frames(dense, ds.seq_len if per_position else None, tokens)
+    if head_stats:
+        nodes = _with_head_stats(model, ds, comp, nodes)
+    meta = {
+        "model": str(model.cfg.model_name), "granularity": "component", "method": method,
+        "metric": metric_name(metric, ds),
+        "params": {
+            "ablation": ablation, "ig_steps": ig_steps if method == "eap-ig" else None, "batch_size": batch_size,
+            "per_position": per_position, "dtype": str(model.cfg.dtype).replace("torch.", ""),
+            "dataset": ds.name, "n": len(ds), "seq_len": ds.seq_len, "task": _jsonable(ds.meta),
+        },
+        "prompt": list(ds.texts[:N_EXAMPLE_PROMPTS]) if ds.texts else None,
+        "tokens": ds.clean[:N_EXAMPLE_PROMPTS].tolist(),
+        "scores": scores_extra,
+    }
+    if graph_id:
+        meta["id"] = graph_id
+    return AttributionGraph.from_frames(nodes, edges, meta)
+
+
+def _jsonable(d: dict) -> dict:
+    import json
+
+    try:
+        json.dumps(d)
+        return dict(d)
+    except TypeError:
+        return {k: v for k, v in d.items() if _is_json(v)}
+
+
+def _is_json(v: Any) -> bool:
+    import json
+
+    try:
+        json.dumps(v)
+        return True
+    except TypeError:
+        return False
+
+
+def _with_head_stats(model: "HookedTransformer", ds: "PromptPairs", comp: Any, nodes: Any) -> Any:
+    """Add prev-token / induction / duplicate-token scores (on repeated random tokens) and DLA (on the dataset)."""
+    from circuitdb.attribution import head_stats as hs
+
+    cfg = model.cfg
+    nodes = nodes.copy()
+    n_comp = comp.n_nodes
+    pos_of = np.arange(len(nodes)) % n_comp  # component index of every row
+    heads = nodes["kind"].to_numpy() == "head"
+    lay, hd = nodes["layer"].to_numpy(), nodes["head"].to_numpy()
+    try:
+        half = max(2, min(20, (cfg.n_ctx - 1) // 2))
+        tokens = hs.repeated_random_tokens(cfg.d_vocab, n=16, half_len=half, seed=0)
+        for col, fn in (("prev_token_score", hs.prev_token_scores), ("induction_score", hs.induction_scores),
+                        ("duplicate_token_score", hs.duplicate_token_scores)):
+            s = fn(model, tokens).numpy()
+            vals = np.full(len(nodes), np.nan)
+            vals[heads] = s[lay[heads], hd[heads]]
+            nodes[col] = vals
+    except Exception as e:  # noqa: BLE001 - statistics are optional decoration
+        log.warning("head attention statistics skipped: %s", e)
+    try:
+        with torch.no_grad():
+            dla = hs.direct_logit_attribution(model, ds)
+        vals = np.full(len(nodes), np.nan)
+        vals[heads] = dla.heads.numpy()[lay[heads], hd[heads]]
+        if dla.mlps is not None:
+            mlp = nodes["kind"].to_numpy() == "mlp"
+            vals[mlp] = dla.mlps.numpy()[lay[mlp]]
+        vals[pos_of == 0] = dla.embed
+        if "pos" in nodes.columns:  # per-position graphs: DLA belongs to the (common) answer position
+            ap = ds.answer_pos.unique()
+            vals[nodes["pos"].to_numpy() != (int(ap[0]) if len(ap) == 1 else -2)] = np.nan
+        nodes["direct_logit"] = vals
+    except Exception as e:  # noqa: BLE001
+        log.warning("direct logit attribution skipped: %s", e)
+    return nodes
