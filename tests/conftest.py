@@ -15,6 +15,6 @@ def pytest_configure(config) -> None:
     try:
         import torch
 
-        torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+        torch.set_num_threads(1)  # tiny models: threads cost more than they give
     except ImportError:  # pragma: no cover
         pass

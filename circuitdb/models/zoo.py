@@ -105,6 +105,11 @@ def _build(cfg_dict: dict, name: str, device: str, dtype: "torch.dtype", seed: i
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = HookedTransformer(config, tokenizer=tokenizer, move_to_device=False)
+        if dtype != torch.float32:  # the same weights whatever the dtype: draw them in float32, then cast
+            ref = HookedTransformer(dataclasses.replace(config, dtype=torch.float32), move_to_device=False)
+            torch.manual_seed(seed)
+            ref.init_weights()
+            model.load_state_dict({k: v.to(dtype) for k, v in ref.state_dict().items()})
     model.to(device, print_details=False)
     model.eval()
     return model

@@ -120,3 +120,14 @@ def test_vocabless_random_model_accepts_ids_only() -> None:
     with pytest.raises(ConfigError, match="no tokenizer"):
         tokenize(model, "hello")
     assert detokenize(model, torch.tensor([0, 7])) == ["#0", "#7"]
+
+
+def test_random_init_weights_do_not_depend_on_dtype() -> None:
+    import torch
+
+    a = load_model("random-2l")
+    b = load_model("random-2l", dtype="float64")
+    sa = dict(a.named_parameters())
+    for k, v in b.named_parameters():
+        assert v.dtype == torch.float64, k
+        assert torch.equal(sa[k].double(), v), k
