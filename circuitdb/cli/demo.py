@@ -43,11 +43,13 @@ def demo(
     st.write_graph(graph)
     back = st.read_graph(graph.id)
     con.print(f"stored {back!r} in {st.uri}")
-    _table(con, "strongest edges (read back from the store)", circuitdb.query(st, "top_edges", graph_id=graph.id, limit=8))
+    top = circuitdb.query(st, "top_edges", graph_id=graph.id, limit=8)
+    _table(con, "strongest edges (queries/top_edges.cypher)", top[["source", "target", "channel", "weight"]])
 
     con.rule("[bold]2. Ask the store: previous-token → induction head pairs (queries/induction_pairs.cypher)")
     pairs = circuitdb.query(st, "induction_pairs", graph_id=graph.id)
-    _table(con, "induction pairs", pairs.head(5))
+    _table(con, "induction pairs (K-composition)",
+           pairs[["prev_token_head", "induction_head", "weight", "prev_token_score", "induction_score"]].head(5))
     ref = repeated_random_tokens(model.cfg.d_vocab - 1, n=n, half_len=20, seed=seed + 1)  # no <unk>
     ps, ins = prev_token_scores(model, ref), induction_scores(model, ref)
     con.print("ground truth from attention patterns on fresh repeated tokens — previous-token scores: "
@@ -71,12 +73,13 @@ def demo(
               + ", ".join(f"{k} {v:.3f}" for k, v in (fgraph.meta.get("scores") or {}).items()
                           if isinstance(v, float)))
     logits = fgraph.nodes[fgraph.nodes["kind"] == "logit"].sort_values("probability", ascending=False)
-    top = logits.iloc[0]
-    con.print(f"top logit: {top['key']} ({top['label'] or top['token']}, p={top['probability']:.3f})")
+    best = logits.iloc[0]
+    con.print(f"top logit: {best['key']} ({best['label'] or best['token']}, p={best['probability']:.3f})")
     floor = float(np.quantile(fgraph.abs_weight, 0.99))
-    paths = circuitdb.query(st, "feature_paths", graph_id=fgraph.id, target=top["key"], max_hops=3,
+    paths = circuitdb.query(st, "feature_paths", graph_id=fgraph.id, target=best["key"], max_hops=3,
                             min_weight=floor, limit=3)
-    _table(con, f"strongest token → {top['key']} paths (edges |w| ≥ {floor:.3g})", paths)
+    paths = paths.assign(path=[" → ".join(p) for p in paths["path"]])[["path", "product", "bottleneck"]]
+    _table(con, f"strongest token → {best['key']} paths (every edge |w| ≥ {floor:.3g})", paths)
     con.rule()
     con.print(f"done in {time.perf_counter() - t0:.1f} s. Explore: circuitdb graphs list --store {st.uri}")
     st.close()
