@@ -211,21 +211,17 @@ def test_circuit_edge_mask_roundtrip() -> None:
 
 
 @pytest.mark.parametrize("name,metric", [("toy-induction-2l", logprob), ("toy-induction-2l", logit_diff),
-                                         ("toy-ioi", logit_diff), ("random-2l", logit_diff),
-                                         ("random-parallel", logit_diff),
-                                         ("random-gqa", logit_diff)])
+                                         ("toy-ioi", logit_diff)])
 def test_eap_ig_closer_to_exact_patching_than_eap(name: str, metric) -> None:  # noqa: ANN001
-    """Summed |score − exact| over all edges, EAP-IG (m = 16) vs EAP. Measured: toy-induction-2l (induction, n = 32)
-    logprob 10.0 vs 17.2, logit_diff 16.9 vs 38.3; toy-ioi (ioi, n = 16) 5.9 vs 17.2; random-2l/-parallel/-gqa hold
-    for seeds 0–2. Not a theorem: with 8 prompts on toy-induction (logprob, seed 0) or on random-4l (seeds 1, 2) EAP
-    came out closer — IG averages gradients along a path through *all* inputs, not along the patched edge."""
-    model = load_model(name, dtype="float32" if name.startswith("toy") else "float64")
-    if name.startswith("toy"):
-        from circuitdb.tasks import load_task
+    """Summed |score − exact| over all edges, EAP-IG (m = 16) vs EAP, on the trained toy models (the issue's claim).
+    Measured: toy-induction-2l (induction, n = 32) logprob 10.0 vs 17.2, logit_diff 16.9 vs 38.3; toy-ioi (ioi,
+    n = 16) 5.9 vs 17.2. Not a theorem: with 8 prompts on toy-induction (logprob, seed 0), and on random-init models
+    depending on the init seed (random-2l/-parallel/-gqa with the seed-0 weights: 0.51 vs 0.53), EAP came out closer —
+    IG averages gradients along a path through *all* inputs, not along the patched edge."""
+    from circuitdb.tasks import load_task
 
-        ds = load_task("induction", model, n=32, seed=0) if "induction" in name else load_task("ioi", model, n=16)
-    else:
-        ds = random_pairs(model, n=8)
+    model = load_model(name)
+    ds = load_task("induction", model, n=32, seed=0) if "induction" in name else load_task("ioi", model, n=16)
     comp = component_graph(model)
     exact = exact_edge_scores(model, ds, metric, batch_size=64, progress=False)
     err = {}
