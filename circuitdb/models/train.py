@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -146,7 +147,7 @@ def main(argv: list[str] | None = None) -> None:
         else:
             r = replace(r, **{k: v})
     res = train(r, a.out or ZOO_DIR / r.name)
-    print(json.dumps(res, indent=1))  # noqa: T201 - script output
+    sys.stdout.write(json.dumps(res, indent=1) + "\n")  # the script's output
 
 
 if __name__ == "__main__":

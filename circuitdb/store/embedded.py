@@ -286,11 +286,9 @@ class EmbeddedStore(GraphStore):
     def save_circuit(self, name: str, graph_id: str, node_keys: list[str], *, method: str,
                      params: dict[str, Any], scores: dict[str, Any], edges: pd.DataFrame | None = None) -> str:
         """Store a circuit (nodes linked by ``INCLUDES``; edges as JSON), replacing one of the same name+graph."""
-        keys = list(dict.fromkeys(str(k) for k in node_keys))
-        props = rw.circuit_props(name, graph_id, method=method, params=params, scores=scores, edges=edges,
-                                 n_nodes=len(keys))
+        props, keys, uids = rw.circuit_rows(name, graph_id, node_keys, method=method, params=params, scores=scores,
+                                            edges=edges)
         uid = props["uid"]
-        uids = [rw.node_uid(graph_id, k) for k in keys]
         with self._errors(f"saving circuit {name!r} of graph {graph_id!r} to"):
             if not self.has_graph(graph_id):
                 raise GraphNotFoundError(f"cannot save circuit {name!r}: no graph {graph_id!r} in {self.uri}")

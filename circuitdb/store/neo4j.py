@@ -278,16 +278,14 @@ class Neo4jStore(GraphStore):
     # ------------------------------------------------------------------ circuits
     def save_circuit(self, name: str, graph_id: str, node_keys: list[str], *, method: str,
                      params: dict[str, Any], scores: dict[str, Any], edges: pd.DataFrame | None = None) -> str:
-        keys = list(dict.fromkeys(str(k) for k in node_keys))
-        props = rw.circuit_props(name, graph_id, method=method, params=params, scores=scores, edges=edges,
-                                 n_nodes=len(keys))
+        props, keys, uids = rw.circuit_rows(name, graph_id, node_keys, method=method, params=params, scores=scores,
+                                            edges=edges)
         uid = props["uid"]
         with self._errors(f"saving circuit {name!r} of graph {graph_id!r} to"), self._write_tx() as tx:
             if not self._count(tx, cy.COUNT_GRAPH, {"graph_id": graph_id}):
                 raise GraphNotFoundError(f"cannot save circuit {name!r}: no graph {graph_id!r} in {self.uri}")
             tx.run(cy.NEO4J_DELETE_CIRCUIT, {"uid": uid}).consume()
             tx.run(cy.NEO4J_CREATE_CIRCUIT, {"props": props}).consume()
-            uids = [rw.node_uid(graph_id, k) for k in keys]
             linked = sum(self._count(tx, cy.NEO4J_LINK_CIRCUIT, {"uid": uid, "uids": b}) for b in self._batches(uids))
             if linked != len(uids):
                 found = {r["uid"] for r in tx.run(cy.EXISTING_NODES, {"uids": uids})}

@@ -325,6 +325,14 @@ def circuit_props(name: str, graph_id: str, *, method: str, params: dict[str, An
     }
 
 
+def circuit_rows(name: str, graph_id: str, node_keys: Iterable[str], *, method: str, params: dict[str, Any],
+                 scores: dict[str, Any], edges: pd.DataFrame | None = None) -> tuple[dict[str, Any], list[str], list[str]]:
+    """What both stores write for a circuit: its node properties, its distinct node keys and their node uids."""
+    keys = list(dict.fromkeys(str(k) for k in node_keys))
+    props = circuit_props(name, graph_id, method=method, params=params, scores=scores, edges=edges, n_nodes=len(keys))
+    return props, keys, [node_uid(graph_id, k) for k in keys]
+
+
 def circuit_record(props: dict[str, Any], node_keys: Iterable[str]) -> dict[str, Any]:
     """A saved circuit as ``read_circuit_record`` returns it (params/scores decoded, edges as a DataFrame or None)."""
     def load(v: Any) -> Any:
