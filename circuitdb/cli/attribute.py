@@ -37,6 +37,10 @@ def attribute_cmd(
     tokens: str = typer.Option(None, "--tokens", help="Feature graphs: comma-separated token ids, e.g. 3,17,5."),
     index: int = typer.Option(0, "--index", help="Feature graphs with --task: which prompt of the task."),
     dictionaries: str = typer.Option(None, "--dictionaries", help="Feature graphs: dictionary spec (transcoders/SAEs)."),
+    max_feature_nodes: int = typer.Option(None, "--max-feature-nodes",
+                                          help="Feature graphs: visit at most this many features (most influential first)."),
+    heads: bool = typer.Option(True, "--heads/--no-heads",
+                               help="Feature graphs: decompose edges by the attention head they pass through."),
     top: int = typer.Option(10, "--top", help="Strongest edges to print."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
@@ -68,7 +72,8 @@ def attribute_cmd(
                                     graph_id=graph_id, n=n, seed=seed)
     else:
         ids = _one_prompt(lm, task, data, prompt, tokens, index, seed)
-        graph = circuitdb.attribute_features(lm, ids, dictionaries=dictionaries, progress=progress,
+        graph = circuitdb.attribute_features(lm, ids, dictionaries=dictionaries, progress=progress, heads=heads,
+                                             max_feature_nodes=max_feature_nodes,
                                              **({"graph_id": graph_id} if graph_id else {}))
     st = open_cli_store(store)
     try:

@@ -89,3 +89,21 @@ def test_feature_granularity_calls_attribute_features(tmp_path, monkeypatch) -> 
     assert res.exit_code == 0, res.output
     want = circuitdb.load_task("induction", circuitdb.load_model("random-2l"), n=3).clean[2]
     assert seen["tokens"].tolist() == want.tolist() and seen["dictionaries"] is None
+
+
+def test_feature_graph_of_a_text_prompt_end_to_end(tmp_path) -> None:  # noqa: ANN001
+    """The issue's command: toy-ioi, a text prompt, the zoo's transcoders by default → a stored feature graph."""
+    uri = f"embedded:{tmp_path / 'db'}"
+    res = runner.invoke(app, ["attribute", "--model", "toy-ioi", "--granularity", "feature", "--prompt",
+                              "When Kate and Diana went to the office , Diana gave a letter to", "--no-heads",
+                              "--max-feature-nodes", "200", "--graph-id", "ioi-feat", "--no-progress", "--store", uri])
+    assert res.exit_code == 0, res.output
+    with circuitdb.open_store(uri) as st:
+        g = st.read_graph("ioi-feat")
+    kinds = set(g.nodes["kind"])
+    assert g.meta["granularity"] == "feature" and {"embed", "feature", "error", "logit"} <= kinds
+    assert "head" not in kinds  # --no-heads
+    assert (g.nodes["kind"] == "feature").sum() <= 200
+    assert g.meta["dictionaries"], g.meta  # the zoo's transcoders were used
+    top = g.nodes[g.nodes["kind"] == "logit"].sort_values("probability").iloc[-1]
+    assert top["label"] == "Kate"  # toy-ioi answers the IOI prompt with the indirect object
