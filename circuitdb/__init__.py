@@ -16,6 +16,8 @@ _LAZY = {
     "open_store": "circuitdb.store.base",
     "load_model": "circuitdb.models",
     "list_models": "circuitdb.models",
+    "tokenize": "circuitdb.models",
+    "detokenize": "circuitdb.models",
     "load_task": "circuitdb.tasks",
     "PromptPairs": "circuitdb.tasks.base",
     "attribute": "circuitdb.attribution.api",
@@ -52,7 +54,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from circuitdb.circuits.circuit import Circuit
     from circuitdb.circuits.query import query
     from circuitdb.graph import AttributionGraph
-    from circuitdb.models import list_models, load_model
+    from circuitdb.models import detokenize, list_models, load_model, tokenize
     from circuitdb.store.base import GraphStore, open_store
     from circuitdb.tasks import load_task
     from circuitdb.tasks.base import PromptPairs
