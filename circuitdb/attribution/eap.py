@@ -5,19 +5,21 @@ Conventions: node order, sources, receivers and ``scores[t, s]`` (row = receiver
 
 - **EAP** (Syed et al. 2023): ``score(u → v) = (z_u(base) − z_u(clean)) · ∂M/∂in_v |clean``, summed over positions
   (per-position mode keeps them apart). One baseline forward (no grad), one clean forward + backward per batch: the
-  clean forward records every source output; one ``autograd.grad`` gives the metric's gradient at all receivers
-  (see :func:`grad_pass`); a single einsum scores all edges.
+  baseline forward writes every source output into a source-major buffer, the clean forward subtracts its own from it
+  in place; one ``autograd.grad`` gives the metric's gradient at all receivers, mapped to the per-head inputs and
+  contracted with the differences by one matmul per layer's heads / MLP (see :func:`grad_pass`).
 - **EAP-IG, inputs** (Hanna et al. 2024): the gradient is averaged over ``m`` points on the line between the baseline
   and the clean input embedding (``blocks.0.hook_resid_pre``): ``e_k = e_base + (k/m)(e_clean − e_base)``,
   ``k = 1..m`` (the right Riemann sum of the EAP-IG library, so ``m = 1`` is EAP and the ``k = m`` pass doubles as the
-  clean pass). Cost: one baseline forward + ``m`` forward/backward passes per batch.
+  clean pass; it runs first, to complete the differences, and each pass is scored as it ends). Cost: one baseline
+  forward + ``m`` forward/backward passes per batch.
 - **Ablation baselines** ``z_u(base)``: ``"patch"`` — the source's output on the corrupted prompt (and the corrupted
   embedding as the IG start); ``"zero"`` — 0 (IG starts from a zero embedding); ``"mean"`` — the source's output
   averaged over the dataset's *clean* prompts, per position (one extra no-grad pass over the dataset first).
 - The metric is ``metric(logits, batch) -> [batch]`` (see :mod:`circuitdb.tasks.base`); metrics with
   ``needs_clean`` (KL) get ``prepare(clean_logits, batch)`` per batch from one extra no-grad clean forward.
-- Memory per batch is O(batch · pos · (n_src + n_rcv) · d_model); only the ``[n_rcv, n_src]`` (``[pos, …]``) score
-  accumulator outlives a batch.
+- Memory per batch is O(batch · pos · (n_src + receivers per layer) · d_model) besides the model's activations; only
+  the ``[n_rcv, n_src]`` (``[pos, …]``) score accumulator outlives a batch.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from circuitdb.attribution.components import (
-    EMBED_HOOK, ComponentGraph, engine_mode, source_hooks, source_slots, split_qkv,
+    EMBED_HOOK, ComponentGraph, engine_mode, source_hooks, split_qkv,
 )
 from circuitdb.errors import AttributionError, ConfigError, one_of
 
@@ -131,22 +133,39 @@ def prepared(metric: Callable, model: "HookedTransformer", batch: "PromptPairs")
 # ------------------------------------------------------------------------------------------------ forward passes
 def run_sources(
     model: "HookedTransformer", comp: ComponentGraph, tokens: Tensor, metric: Callable | None = None,
-    batch: "PromptPairs | None" = None,
-) -> tuple[Float[Tensor, "batch pos n_src d_model"], Tensor | None]:
-    """No-grad forward on ``tokens`` (inside :func:`engine_mode`): every source output, and the metric if given."""
-    outs: dict[int, Tensor] = {}
-
-    def grab(start: int, layer: int):
-        def hook(act: Tensor, hook) -> None:  # noqa: ANN001
-            outs[start] = source_slots(model, act, layer)
-        return hook
-
-    hooks = [(name, grab(start, layer)) for name, start, layer in source_hooks(comp)]
+    batch: "PromptPairs | None" = None, major: bool = False,
+) -> tuple[Float[Tensor, "batch pos n_src d_model"] | Float[Tensor, "n_src batch pos d_model"], Tensor | None]:
+    """No-grad forward on ``tokens`` (inside :func:`engine_mode`): every source output, and the metric if given.
+    ``major``: source-major layout ``[n_src, batch, pos, d_model]`` (what EAP contracts), else a ``[b, p, n_src, d]``
+    copy of it."""
+    if not major:
+        srcs, values = run_sources(model, comp, tokens, metric, batch, major=True)
+        return srcs.permute(1, 2, 0, 3).contiguous(), values
+    b, p = tokens.shape
+    srcs = torch.empty((comp.n_src, b, p, model.cfg.d_model), device=model.cfg.device, dtype=model.cfg.dtype)
+    hooks = [(name, _grab(model, srcs, start, layer)) for name, start, layer in source_hooks(comp)]
     with torch.no_grad(), split_qkv(model, False), model.hooks(fwd_hooks=hooks):
         logits = model(tokens.to(model.cfg.device), return_type="logits" if metric is not None else None)
-    srcs = torch.cat([outs[k] for k in sorted(outs)], dim=2)
     values = metric_values(metric, logits, batch) if metric is not None else None
     return srcs, values
+
+
+def _grab(model: "HookedTransformer", srcs: Tensor, start: int, layer: int, sub: bool = False) -> Callable:
+    """Hook writing a source hook's outputs into ``srcs[start:…]`` (source-major; heads: ``z_h W_O[h]`` by one bmm),
+    or subtracting them from it in place if ``sub``."""
+    def hook(act: Tensor, hook) -> None:  # noqa: ANN001
+        act = act.detach()
+        if layer < 0:
+            (srcs[start].sub_ if sub else srcs[start].copy_)(act)
+            return
+        H, e = act.shape[2], act.shape[3]
+        z = act.permute(2, 0, 1, 3).reshape(H, -1, e)  # h bp e
+        W, o = model.blocks[layer].attn.W_O.detach(), srcs[start:start + H].view(H, -1, srcs.shape[-1])
+        if sub:
+            o.baddbmm_(z, W, alpha=-1.0)
+        else:
+            torch.bmm(z, W, out=o)
+    return hook
 
 
 def dataset_mean(
@@ -164,44 +183,40 @@ def dataset_mean(
 
 def baseline_sources(
     model: "HookedTransformer", comp: ComponentGraph, batch: "PromptPairs", ablation: str,
-    mean: Tensor | None, metric: Callable | None = None,
-) -> tuple[Float[Tensor, "batch pos n_src d_model"], Tensor | None]:
-    """``z_u(base)`` for every source: corrupted run ("patch", with its metric), zeros, or the dataset mean."""
+    mean: Tensor | None, metric: Callable | None = None, major: bool = False,
+) -> tuple[Float[Tensor, "batch pos n_src d_model"] | Float[Tensor, "n_src batch pos d_model"], Tensor | None]:
+    """``z_u(base)`` for every source: corrupted run ("patch", with its metric), zeros, or the dataset mean (layout
+    as :func:`run_sources`)."""
     if ablation == "patch":
-        return run_sources(model, comp, batch.corrupted, metric, batch)
-    shape = (len(batch), batch.seq_len, comp.n_src, model.cfg.d_model)
+        return run_sources(model, comp, batch.corrupted, metric, batch, major)
+    shape = (comp.n_src, len(batch), batch.seq_len, model.cfg.d_model)
     if ablation == "zero":
-        return torch.zeros(shape, device=model.cfg.device, dtype=model.cfg.dtype), None
-    if mean is None:
+        out = torch.zeros(shape, device=model.cfg.device, dtype=model.cfg.dtype)
+    elif mean is None:
         raise AttributionError("mean ablation needs the dataset mean (dataset_mean) computed first")
-    return mean[None].expand(shape), None
+    else:
+        out = mean.transpose(0, 1)[:, None].expand(shape)
+    return (out if major else out.permute(1, 2, 0, 3)), None
 
 
 def grad_pass(
     model: "HookedTransformer", comp: ComponentGraph, batch: "PromptPairs", metric: Callable, embed: Tensor,
-    keep_sources: bool,
-) -> tuple[Float[Tensor, "batch pos n_rcv d_model"], Tensor | None, Tensor]:
-    """Forward with ``embed`` as the input embedding, then the metric's gradient at every receiver input.
+    diff: Float[Tensor, "n_src batch pos d_model"], buf: Float[Tensor, "heads3 batch pos d_model"],
+    clean: bool, per_position: bool,
+) -> tuple[Float[Tensor, "*pos n_rcv n_src"], Tensor]:
+    """Forward with ``embed`` as the input embedding, the metric's gradient at every receiver input, and its
+    contraction with ``diff`` (:func:`score_layer`); returns (float64 scores ``[*pos, n_rcv, n_src]``, metric values).
 
     The model runs unsplit (one residual copy per layer, not per head): one ``autograd.grad`` reaches ``hook_q/k/v``
     (``[batch, pos, head, d_head]``), every MLP input and the final residual. A head's q/k/v-input gradient is then
-    ``J_ln1(resid_pre)ᵀ W_{Q/K/V}[h] ∂M/∂q_h``: the projection by einsum, the LayerNorm vector-Jacobian product by
-    one autograd call of the model's own ``ln1`` on the per-head copies — the same numbers TransformerLens'
-    ``use_split_qkv_input`` path gives, without running every head's attention on its own residual copy.
-    Returns (gradients in receiver order, source outputs if ``keep_sources`` else None, metric values).
+    ``J_ln1(resid_pre)ᵀ W_{Q/K/V}[h] ∂M/∂q_h`` (see :func:`_head_input_grads`) — the same numbers TransformerLens'
+    ``use_split_qkv_input`` path gives, without running every head's attention on its own residual copy. One layer's
+    head-input gradients at a time live in ``buf``. If ``clean`` (the clean pass), ``diff`` holds ``z(base)`` on entry
+    and the forward subtracts the source outputs from it in place, so it holds ``z(base) − z(clean)`` when scored.
     """
     acts: dict[str, Tensor] = {}
-    srcs: dict[int, Tensor] = {}
-    leaf = embed.detach().clone().requires_grad_(True)
+    leaf = embed.detach().requires_grad_(True)
     L = comp.n_layers
-
-    def set_embed(act: Tensor, hook) -> Tensor:  # noqa: ANN001
-        return leaf
-
-    def grab_src(start: int, layer: int):
-        def hook(act: Tensor, hook) -> None:  # noqa: ANN001
-            srcs[start] = source_slots(model, act.detach(), layer).detach()
-        return hook
 
     def keep(act: Tensor, hook) -> None:  # noqa: ANN001
         acts[hook.name] = act
@@ -209,58 +224,71 @@ def grad_pass(
     wanted = [f"blocks.{layer}.attn.hook_{c}" for layer in range(L) for c in "qkv"]
     wanted += [] if comp.attn_only else [f"blocks.{layer}.hook_mlp_in" for layer in range(L)]
     wanted.append(f"blocks.{L - 1}.hook_resid_post")
-    hooks = [(EMBED_HOOK, set_embed)]
-    if keep_sources:
-        hooks += [(name, grab_src(start, layer)) for name, start, layer in source_hooks(comp)]
-    hooks += [(f"blocks.{layer}.hook_resid_pre", keep) for layer in range(L)] + [(nm, keep) for nm in wanted]
+    hooks = [(EMBED_HOOK, lambda act, hook: leaf)]
+    if clean:
+        hooks += [(name, _grab(model, diff, start, layer, sub=True)) for name, start, layer in source_hooks(comp)]
+    hooks += [(f"blocks.{layer}.hook_resid_pre", keep) for layer in range(1, L)] + [(nm, keep) for nm in wanted]
     with torch.enable_grad(), split_qkv(model, False), model.hooks(fwd_hooks=hooks):
         logits = model(batch.clean.to(model.cfg.device))
         values = metric_values(metric, logits, batch)
         grads = dict(zip(wanted, torch.autograd.grad(values.sum(), [acts[nm] for nm in wanted], allow_unused=True,
                                                      materialize_grads=True)))
-    b, p, d = leaf.shape
-    out = leaf.new_empty((b, p, comp.n_rcv, d), requires_grad=False)
-    H = comp.n_heads
+    acts[EMBED_HOOK] = leaf
+    lead = (diff.shape[2],) if per_position else ()
+    out = torch.zeros(lead + (comp.n_rcv, comp.n_src), dtype=torch.float64, device=diff.device)
+    H3 = 3 * comp.n_heads
     with torch.no_grad():
         for layer in range(L):
-            blk = model.blocks[layer]
-            g = torch.cat([einsum(grads[f"blocks.{layer}.attn.hook_{c}"], w, "b p h e, h d e -> b p h d")
-                           for c, w in zip("qkv", (blk.attn.W_Q, blk.attn.W_K, blk.attn.W_V))], dim=2)
             t0 = comp.rcv_index(layer, "q", 0)
-            out[:, :, t0:t0 + 3 * H] = _ln_vjp(blk.ln1, acts[f"blocks.{layer}.hook_resid_pre"], g)
+            _head_input_grads(model.blocks[layer], acts[f"blocks.{layer}.hook_resid_pre"].detach(),
+                              [grads[f"blocks.{layer}.attn.hook_{c}"] for c in "qkv"], buf)
+            score_layer(out[..., t0:t0 + H3, :], buf, diff, comp.rcv_n_upstream(t0), per_position)
             if not comp.attn_only:
-                out[:, :, comp.rcv_index(layer, "")] = grads[f"blocks.{layer}.hook_mlp_in"]
-        out[:, :, -1] = grads[wanted[-1]]
-    s = torch.cat([srcs[k] for k in sorted(srcs)], dim=2) if keep_sources else None
-    return out, s, values.detach()
+                t = comp.rcv_index(layer, "")
+                score_layer(out[..., t:t + 1, :], grads[f"blocks.{layer}.hook_mlp_in"][None], diff,
+                            comp.rcv_n_upstream(t), per_position)
+        score_layer(out[..., -1:, :], grads[wanted[-1]][None], diff, comp.n_src, per_position)
+    return out, values.detach()
 
 
-def _ln_vjp(ln: torch.nn.Module, x: Float[Tensor, "b p d"], g: Float[Tensor, "b p c d"]) -> Float[Tensor, "b p c d"]:
-    """``J_ln(x)ᵀ g`` for each of the ``c`` cotangents (the normalisation acts on the last axis only).
+def _head_input_grads(
+    blk: torch.nn.Module, x: Float[Tensor, "b p d"], g: list[Float[Tensor, "b p h e"]], out: Float[Tensor, "c b p d"],
+) -> None:
+    """Write ``J_ln1(x)ᵀ W_c ∂M/∂(q,k,v)_c`` for the ``c = 3H`` head inputs (q heads, k heads, v heads) into ``out``.
 
-    Closed form for TransformerLens' LayerNorm / LayerNormPre / RMSNorm / RMSNormPre (with ``x̂ = x_c / σ``,
-    ``σ = sqrt(mean(x_c²) + eps)``, ``x_c`` centred for LayerNorm): ``(g' − mean(g') − x̂ · mean(g' ⊙ x̂)) / σ`` with
-    ``g' = w ⊙ g`` (RMS: no ``mean(g')`` term); any other module goes through autograd.
-    """
+    Closed form for TransformerLens' LayerNorm / LayerNormPre / RMSNorm / RMSNormPre (``x̂ = x_c / σ``,
+    ``σ = sqrt(mean(x_c²) + eps)``, ``x_c`` centred for LayerNorm): ``J ᵀ g = (P g' − x̂ · mean(g' ⊙ x̂)) / σ`` with
+    ``g' = w ⊙ g`` and ``P`` the centring (RMS: identity). As ``g = W ∂M/∂q`` is linear, ``w``, ``P`` and ``1/σ`` are
+    folded into the stacked ``[3H, d, e]`` weights / the small ``[3H, bp, e]`` cotangents, and the result costs one
+    bmm, one row-wise dot product and one in-place rank-one update. Any other module (or a half-precision one) goes
+    through autograd on the materialised ``W ∂M/∂q``; no normalisation (``nn.Identity``): the bmm alone."""
+    attn, ln = blk.attn, blk.ln1
+    W = torch.cat([attn.W_Q, attn.W_K, attn.W_V]).detach()  # c d e
+    c, d, e = W.shape
+    G = torch.cat([t.permute(2, 0, 1, 3) for t in g]).reshape(c, -1, e)  # c bp e
+    o = out.view(c, -1, d)
     name = type(ln).__name__
     if isinstance(ln, torch.nn.Identity):
-        return g
-    if name in ("LayerNorm", "LayerNormPre", "RMSNorm", "RMSNormPre") and x.dtype in (torch.float32, torch.float64):
-        center = name.startswith("LayerNorm")
-        x = x.detach()
-        xc = x - x.mean(-1, keepdim=True) if center else x
-        sigma = (xc.pow(2).mean(-1, keepdim=True) + ln.eps).sqrt()  # b p 1
-        xh = xc / sigma
-        if getattr(ln, "w", None) is not None:
-            g = g * ln.w.detach()
-        d = g.shape[-1]
-        proj = torch.matmul(g, xh.unsqueeze(-1)) / d  # b p c 1: mean(g' ⊙ x̂) by one batched matmul
-        gx = torch.addcmul(g - g.mean(-1, keepdim=True) if center else g, proj, xh.unsqueeze(2), value=-1.0)
-        return gx / sigma.unsqueeze(2)
-    xe = x.detach().unsqueeze(2).expand_as(g).clone().requires_grad_(True)
-    with torch.enable_grad():
-        (gx,) = torch.autograd.grad(ln(xe), xe, g)
-    return gx
+        torch.bmm(G, W.transpose(1, 2), out=o)
+        return
+    if name not in ("LayerNorm", "LayerNormPre", "RMSNorm", "RMSNormPre") or x.dtype not in (torch.float32,
+                                                                                             torch.float64):
+        torch.bmm(G, W.transpose(1, 2), out=o)
+        xe = x.reshape(1, -1, d).expand_as(o).clone().requires_grad_(True)
+        with torch.enable_grad():
+            (gx,) = torch.autograd.grad(ln(xe), xe, o.clone())
+        o.copy_(gx)
+        return
+    center = name.startswith("LayerNorm")
+    x = x.reshape(-1, d)
+    xc = x - x.mean(-1, keepdim=True) if center else x
+    r = (xc.pow(2).mean(-1, keepdim=True) + ln.eps).rsqrt()  # bp 1: 1/σ
+    xh = xc * r
+    if getattr(ln, "w", None) is not None:
+        W = W * ln.w.detach()[:, None]
+    Wc = W - W.mean(1, keepdim=True) if center else W
+    torch.bmm(G.mul_(r), Wc.transpose(1, 2), out=o)  # P g' / σ
+    o.addcmul_(xh, torch.linalg.vecdot(o, xh).unsqueeze(-1), value=-1.0 / d)  # ⟨P g', x̂⟩ = ⟨g', x̂⟩: x̂ is centred
 
 
 def clean_embedding(model: "HookedTransformer", tokens: Tensor) -> Float[Tensor, "batch pos d_model"]:
@@ -284,47 +312,43 @@ def eap_scores(
         desc = f"{config.method} ({config.steps} step{'s' if config.steps > 1 else ''})"
         for batch in batches(dataset, config.batch_size, config.progress, desc):
             m = prepared(metric, model, batch)
-            base, base_vals = baseline_sources(model, comp, batch, config.ablation, mean, m)
+            diff, base_vals = baseline_sources(model, comp, batch, config.ablation, mean, m, major=True)
+            diff = diff if config.ablation == "patch" else diff.contiguous()  # own it: z(base) − z(clean) below
             if base_vals is not None:
                 base_sum += float(base_vals.sum())
             e_clean = clean_embedding(model, batch.clean)
-            e_base = base[:, :, 0]
-            g_sum, clean = None, None
-            for k in range(1, config.steps + 1):
-                alpha = k / config.steps
-                last = k == config.steps
-                embed = e_clean if last else e_base + alpha * (e_clean - e_base)
-                g, s, vals = grad_pass(model, comp, batch, m, embed, keep_sources=last)
-                g_sum = g if g_sum is None else g_sum + g
-                if last:
-                    clean, clean_sum = s, clean_sum + float(vals.sum())
-            sc = score_block(comp, g_sum / config.steps, base - clean, config.per_position)
+            buf = e_clean.new_empty((3 * comp.n_heads, *e_clean.shape))
+            sc = None
+            for k in [config.steps, *range(1, config.steps)]:  # the clean pass (k = m) first: it completes diff
+                embed = e_clean if k == config.steps else e_clean + (1 - k / config.steps) * diff[0]
+                s, vals = grad_pass(model, comp, batch, m, embed, diff, buf, k == config.steps, config.per_position)
+                sc = s if sc is None else sc + s
+                if k == config.steps:
+                    clean_sum += float(vals.sum())
+            sc = sc / config.steps
             if not torch.isfinite(sc).all():
                 raise AttributionError(f"non-finite EAP scores in a batch of dataset {dataset.name!r} "
                                        "(NaN/inf activations or gradients)")
             acc = sc if acc is None else acc + sc
-            del g_sum, clean, base
+            del diff, buf
     allowed = torch.as_tensor(comp.allowed, device=acc.device)
     scores = (acc / len(dataset)) * allowed
     n = len(dataset)
     return EAPResult(scores.cpu(), clean_sum / n, base_sum / n if config.ablation == "patch" else None, n)
 
 
-def score_block(
-    comp: ComponentGraph, grads: Float[Tensor, "b p n_rcv d"], diff: Float[Tensor, "b p n_src d"], per_position: bool,
-) -> Float[Tensor, "*pos n_rcv n_src"]:
-    """Sum over the batch (and positions unless ``per_position``) of ``grads · diff`` for every allowed edge (float64;
-    0 elsewhere). Contracted per receiver layer against its upstream sources only (a prefix of the sources)."""
-    pattern = "b p t d, b p s d -> p t s" if per_position else "b p t d, b p s d -> t s"
-    lead = (diff.shape[1],) if per_position else ()
-    out = torch.zeros(lead + (comp.n_rcv, comp.n_src), dtype=torch.float64, device=diff.device)
-    t0 = 0
-    for layer in range(comp.n_layers + 1):
-        t1 = comp.n_rcv if layer == comp.n_layers else t0 + comp.rcv_per_layer
-        S = comp.rcv_n_upstream(t1 - 1)  # the layer's last receiver (its MLP, or LOGITS) sees the most sources
-        out[..., t0:t1, :S] = einsum(grads[:, :, t0:t1], diff[:, :, :S], pattern).double()
-        t0 = t1
-    return out
+def score_layer(
+    out: Float[Tensor, "*pos t n_src"], grads: Float[Tensor, "t b p d"], diff: Float[Tensor, "n_src b p d"], S: int,
+    per_position: bool,
+) -> None:
+    """``out[..., :S] = Σ grads · diff[:S]`` over the batch (and positions unless ``per_position``): one
+    ``[t, b·p·d] @ [b·p·d, S]`` matmul in the activations' dtype on the receiver-/source-major tensors, stored as
+    float64. ``S``: the receivers' upstream sources, always a prefix of the sources."""
+    g, x = grads, diff[:S]
+    if per_position:
+        out[..., :S] = einsum(g, x, "t b p d, s b p d -> p t s").double()
+    else:
+        out[..., :S] = torch.mm(g.reshape(g.shape[0], -1), x.reshape(S, -1).T).double()
 
 
 def scores_to_edges(comp: ComponentGraph, scores: Tensor) -> Float[Tensor, "*pos n_edges"]:
