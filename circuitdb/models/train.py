@@ -35,6 +35,8 @@ class Recipe:
     weight_decay: float = 0.0
     warmup: int = 100
     data: dict = field(default_factory=dict)
+    model_name: str | None = None  # config.json's model_name (default: name); toy-ioi-v2 is a drop-in toy-ioi
+    eval: dict = field(default_factory=dict)  # keyword arguments of the recipe's evaluate()
 
 
 RECIPES: dict[str, Recipe] = {
@@ -51,6 +53,16 @@ RECIPES: dict[str, Recipe] = {
                     normalization_type="LN", act_fn="gelu", positional_embedding_type="standard"),
         steps=4000, batch=64, lr=1e-3, seed=0, weight_decay=0.1, data=dict(p_plain=0.5),
     ),
+    # toy-ioi with variable name positions and BBAA prompts, so that the repeated name must be found by matching
+    # tokens (duplicate-token → S-inhibition → name-mover circuit); a candidate replacement of toy-ioi.
+    "toy-ioi-v2": Recipe(
+        name="toy-ioi-v2",
+        config=dict(n_layers=3, n_heads=4, d_model=64, d_head=16, d_mlp=256, n_ctx=32, attn_only=False,
+                    normalization_type="LN", act_fn="gelu", positional_embedding_type="standard"),
+        steps=8000, batch=64, lr=1e-3, seed=0, weight_decay=0.1,
+        data=dict(p_plain=0.5, fillers_max=6, order="mixed3", plain_copy=0.5, name_next=True), model_name="toy-ioi",
+        eval=dict(fillers=6, order="mixed3"),
+    ),
 }
 
 
@@ -59,11 +71,11 @@ def build_config(recipe: Recipe) -> dict:
     from circuitdb.models.vocab import INDUCTION_WORDS, IOI_WORDS
 
     cfg = dict(recipe.config)
-    if recipe.name == "toy-ioi":
+    if recipe.name.startswith("toy-ioi"):
         cfg["d_vocab"] = len(IOI_WORDS)
     elif recipe.name == "toy-induction-2l":
         cfg["d_vocab"] = len(INDUCTION_WORDS)
-    cfg.update(OFF_FLAGS, model_name=recipe.name, default_prepend_bos=True)
+    cfg.update(OFF_FLAGS, model_name=recipe.model_name or recipe.name, default_prepend_bos=True)
     return cfg
 
 
@@ -105,7 +117,7 @@ def train(recipe: Recipe, out: Path) -> dict:
         if step % 500 == 0 or step == recipe.steps - 1:
             log.info("%s step %d loss %.4f (%.0fs)", recipe.name, step, loss.item(), time.time() - t0)
     model.eval()
-    scores = evaluate(model)
+    scores = evaluate(model, **recipe.eval)
     out.mkdir(parents=True, exist_ok=True)
     save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(out / "model.safetensors"))
     (out / "model.safetensors").chmod(0o644)

@@ -7,6 +7,14 @@ Mixture per batch:
   a repeated segment; loss = next-token cross-entropy on every position. These are the only sequences where the
   held-out names appear, so their embeddings learn to be copied and matched, but never in an IOI prompt.
 Evaluation: mean logit difference IO − S on IOI prompts with held-out names (the number the test checks).
+
+Variable positions (``toy-ioi-v2``; off by default): ``fillers_max=K`` draws one filler count k ∈ [0, K] per batch
+and inserts k random non-name words into every IOI prompt of the batch (see ``fillers`` in
+:func:`circuitdb.tasks.ioi.generate_words`); ``order`` is the generator's name order (``"mixed3"`` adds BBAA prompts,
+where the repeated name comes first). The plain sequences take the IOI rows' length; ``plain_copy`` makes that
+fraction of them whole-sequence repeats ``[BOS] r r`` (a strong induction / copying signal for every name,
+held-out names included); ``name_next`` makes the word after every name of a plain sequence "and" or a verb, so
+every name (held-out ones included) gets an "is a name" feature that IOI can use to find names at varying positions.
 """
 
 from __future__ import annotations
@@ -23,22 +31,40 @@ from circuitdb.models import vocab as V
 class IOIData:
     p_plain: float = 0.3
     seq_len: int = 15  # BOS + 14 template words
+    fillers_max: int = 0  # > 0: a random number of filler words per batch (variable name positions)
+    order: str = "mixed"  # IOI name order of the generator ("mixed3": ABBA, BABA, BBAA)
+    plain_copy: float = 0.0  # fraction of the plain sequences that are [BOS] r r (whole-sequence repeat)
+    distractors: int = 0  # IOI prompts: up to this many other names mentioned twice among the fillers
+    name_next: bool = False  # plain sequences: the word after a name is "and" or a verb (teaches "is a name")
 
     def batch(self, g: torch.Generator, n: int) -> tuple[Tensor, Tensor]:
         """``(tokens [n, seq], is_plain [n])``."""
-        from circuitdb.tasks.ioi import TEMPLATES, generate_words
+        from circuitdb.tasks.ioi import TEMPLATES, filler_pool, generate_words
 
         idx = {w: i for i, w in enumerate(V.IOI_WORDS)}
         n_plain = int(round(n * self.p_plain))
-        rows = generate_words(g, n - n_plain, V.NAMES[: V.IOI_TRAIN_NAMES], V.PLACES, V.OBJECTS, V.VERBS, TEMPLATES)
+        k = int(torch.randint(0, self.fillers_max + 1, (1,), generator=g)) if self.fillers_max else 0
+        rows = generate_words(g, n - n_plain, V.NAMES[: V.IOI_TRAIN_NAMES], V.PLACES, V.OBJECTS, V.VERBS, TEMPLATES,
+                              self.order, k, filler_pool(), self.distractors)
         ioi = torch.tensor([[0] + [idx[w] for w in r[0]] + [idx[r[2]]] for r in rows])  # prompt + answer
-        s = self.seq_len + 1
+        s = self.seq_len + 1 + k
         name_ids = torch.tensor([idx[w] for w in V.NAMES])
         words = torch.randint(1, len(V.IOI_WORDS) - 1, (n_plain, s), generator=g)
         names = name_ids[torch.randint(0, len(name_ids), (n_plain, s), generator=g)]
         plain = torch.where(torch.rand(n_plain, s, generator=g) < 0.5, names, words)
         plain[:, 0] = 0
-        for i in range(n_plain):
+        if self.name_next:
+            after = torch.tensor([idx[w] for w in ["and", *V.VERBS]])
+            pick = after[torch.randint(0, len(after), (n_plain, s), generator=g)]
+            is_name = torch.isin(plain, name_ids)
+            for i in range(1, s):  # left to right: a word forced after a name is not a name
+                nxt = is_name[:, i - 1] & (plain[:, i - 1] != 0)
+                plain[:, i] = torch.where(nxt, pick[:, i], plain[:, i])
+                is_name[:, i] &= ~nxt
+        n_copy = int(round(n_plain * self.plain_copy))
+        half = (s - 1) // 2
+        plain[:n_copy, 1 + half:1 + 2 * half] = plain[:n_copy, 1:1 + half]
+        for i in range(n_copy, n_plain):
             L = int(torch.randint(2, 6, (1,), generator=g))
             a = int(torch.randint(1, s - 2 * L + 1, (1,), generator=g))
             b = int(torch.randint(a + L, s - L + 1, (1,), generator=g))
@@ -58,17 +84,22 @@ def loss_fn(model, batch: tuple[Tensor, Tensor]) -> Tensor:  # noqa: ANN001
     return ioi_loss + plain_loss
 
 
-def evaluate(model, seed: int = 123) -> dict:  # noqa: ANN001
+def evaluate(model, seed: int = 123, fillers: int = 0, order: str = "mixed") -> dict:  # noqa: ANN001
+    """Scores on the default IOI prompts; with ``fillers`` / ``order`` set, also on that variant (keys ``*_var``)."""
     from circuitdb.tasks.ioi import ioi_task
     from circuitdb.tasks.metrics import logit_diff
 
     out = {}
-    for names in ("train", "heldout"):
-        ds = ioi_task(model, n=256, seed=seed, names=names)
-        with torch.no_grad():
-            ld = logit_diff(model(ds.clean), ds)
-            ldc = logit_diff(model(ds.corrupted), ds)
-        out[f"logit_diff_{names}"] = round(float(ld.mean()), 4)
-        out[f"accuracy_{names}"] = round(float((ld > 0).float().mean()), 4)
-        out[f"logit_diff_corrupted_{names}"] = round(float(ldc.mean()), 4)
+    variants = [("", {})]
+    if fillers or order != "mixed":
+        variants.append(("_var", dict(fillers=fillers, order=order)))
+    for suffix, kw in variants:
+        for names in ("train", "heldout"):
+            ds = ioi_task(model, n=256, seed=seed, names=names, **kw)
+            with torch.no_grad():
+                ld = logit_diff(model(ds.clean), ds)
+                ldc = logit_diff(model(ds.corrupted), ds)
+            out[f"logit_diff_{names}{suffix}"] = round(float(ld.mean()), 4)
+            out[f"accuracy_{names}{suffix}"] = round(float((ld > 0).float().mean()), 4)
+            out[f"logit_diff_corrupted_{names}{suffix}"] = round(float(ldc.mean()), 4)
     return out

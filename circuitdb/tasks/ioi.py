@@ -6,6 +6,13 @@ alternates. Corrupted: the second subject mention (S2) is replaced by a third na
 so the prompt no longer says who the IO is; clean and corrupted prompts have equal length. Every template has 14
 words; with single-token names / places / objects / verbs every prompt of a dataset has the same token length.
 
+Variable-position variant (options, off by default; used to train ``toy-ioi-v2``): ``fillers=K`` inserts K random
+non-name words per prompt, split at random between the start of the prompt and the gap before the second clause's
+name (so the name positions vary while the length stays 14 + K); ``order="BBAA"`` puts the repeated name in both
+opening slots and the IO in the second clause (``When John and John went to the store , Mary gave a drink to`` →
+``Mary``: toy semantics "the name mentioned once"; corrupted: the second opening John → C), and ``order="mixed3"``
+cycles ABBA, BABA, BBAA. With these no position gives the repeated name away: it must be found by matching tokens.
+
 Toy vocabularies (``tokenizer.circuitdb_toy_vocab``): words are joined by single spaces (``store , John``). Real
 tokenizers (GPT-2 style): punctuation is attached (``store, John``) and names, places, objects and verbs that are not
 one token (with their leading space) are dropped from the pools.
@@ -30,30 +37,61 @@ TEMPLATES: list[str] = [
     "While {A} and {B} were at the {P} , {S} {V} a {O} to",
     "Then , {A} and {B} saw the {P} . {S} {V} a {O} to",
 ]
-ORDERS = ("ABBA", "BABA", "mixed")
+ORDERS = ("ABBA", "BABA", "mixed", "BBAA", "mixed3")
 NAME_SETS = ("train", "heldout", "all")
 
 
 def generate_words(g: torch.Generator, n: int, names: list[str], places: list[str], objects: list[str],
-                   verbs: list[str], templates: list[str], order: str = "mixed",
+                   verbs: list[str], templates: list[str], order: str = "mixed", fillers: int = 0,
+                   filler_words: list[str] | None = None, distractors: int = 0,
                    ) -> list[tuple[list[str], list[str], str, str, int]]:
-    """``n`` tuples ``(clean_words, corrupted_words, io, s, template_index)``."""
+    """``n`` tuples ``(clean_words, corrupted_words, io, s, template_index)``.
+
+    ``fillers``: number of random ``filler_words`` inserted per prompt (split at random between the start and the
+    position before ``{S}``); 0 (default) draws nothing extra from ``g``. ``distractors``: up to that many other
+    names, each mentioned twice, replace filler words (so the IO stays the only name mentioned once).
+    """
     if order not in ORDERS:
         raise ConfigError(f"unknown IOI order {order!r}; valid options: {', '.join(ORDERS)}")
     if len(names) < 3:
         raise ConfigError(f"IOI needs at least 3 names, got {len(names)}: {names}")
+    if fillers < 0 or (fillers > 0 and not filler_words):
+        raise ConfigError(f"IOI fillers must be >= 0 and need filler_words; got fillers={fillers}")
     out = []
     pick = lambda seq: seq[int(torch.randint(0, len(seq), (1,), generator=g))]  # noqa: E731
     for i in range(n):
         io, s, c = (names[int(j)] for j in torch.randperm(len(names), generator=g)[:3])
         ti = int(torch.randint(0, len(templates), (1,), generator=g))
-        abba = order == "ABBA" or (order == "mixed" and i % 2 == 0)
-        a, b = (io, s) if abba else (s, io)
-        fill = dict(A=a, B=b, P=pick(places), V=pick(verbs), O=pick(objects))
-        clean = templates[ti].format(S=s, **fill).split()
-        corrupt = templates[ti].format(S=c, **fill).split()
+        kind = {"mixed": ("ABBA", "BABA")[i % 2], "mixed3": ("ABBA", "BABA", "BBAA")[i % 3]}.get(order, order)
+        if kind == "BBAA":
+            fill = dict(A=s, P=pick(places), V=pick(verbs), O=pick(objects), S=io)
+            clean = templates[ti].format(B=s, **fill).split()
+            corrupt = templates[ti].format(B=c, **fill).split()
+        else:
+            a, b = (io, s) if kind == "ABBA" else (s, io)
+            fill = dict(A=a, B=b, P=pick(places), V=pick(verbs), O=pick(objects))
+            clean = templates[ti].format(S=s, **fill).split()
+            corrupt = templates[ti].format(S=c, **fill).split()
+        if fillers:
+            pre = int(torch.randint(0, fillers + 1, (1,), generator=g))
+            words = [pick(filler_words) for _ in range(fillers)]
+            pairs = min(distractors, fillers // 2, len(names) - 3)
+            if pairs:  # distractor names, each mentioned twice among the fillers
+                others = [x for x in names if x not in (io, s, c)]
+                ds = [others[int(j)] for j in torch.randperm(len(others), generator=g)[:pairs]]
+                slots = torch.randperm(fillers, generator=g)[:2 * pairs].tolist()
+                for j, pos in enumerate(slots):
+                    words[pos] = ds[j // 2]
+            cut = templates[ti].split().index("{S}")  # the second clause's name slot
+            ins = lambda ws: words[:pre] + ws[:cut] + words[pre:] + ws[cut:]  # noqa: E731
+            clean, corrupt = ins(clean), ins(corrupt)
         out.append((clean, corrupt, io, s, ti))
     return out
+
+
+def filler_pool() -> list[str]:
+    """Words inserted by ``fillers=``: places, objects and filler words (no names, verbs or punctuation)."""
+    return [*V.PLACES, *V.OBJECTS, *(w for w in V.FILLERS if w not in (",", "."))]
 
 
 def _pretty(words: list[str]) -> str:
@@ -67,8 +105,11 @@ def _single(tok, word: str) -> int | None:  # noqa: ANN001
 
 def ioi_task(model: "HookedTransformer | None" = None, *, n: int = 64, seed: int = 0, order: str = "mixed",
              names: str | list[str] = "all", templates: list[str] | None = None, tokenizer=None,  # noqa: ANN001
-             ) -> PromptPairs:
+             fillers: int = 0, distractors: int = 0) -> PromptPairs:
     """``n`` IOI prompt pairs tokenized for ``model`` (or ``tokenizer``); see module doc.
+
+    ``fillers``: random non-name words inserted per prompt (variable name positions, see module doc); ``order`` also
+    accepts ``"BBAA"`` and ``"mixed3"``.
 
     ``names``: a list of names, or for toy vocabularies ``"train"`` (names seen in toy-ioi IOI training),
     ``"heldout"`` (names never used in IOI training) or ``"all"``.
@@ -94,7 +135,9 @@ def ioi_task(model: "HookedTransformer | None" = None, *, n: int = 64, seed: int
     if not (places and objects and verbs):
         raise ConfigError("the tokenizer has no single-token places/objects/verbs for the IOI templates")
     g = torch.Generator().manual_seed(seed)
-    rows = generate_words(g, n, name_pool, places, objects, verbs, templates, order)
+    fill_pool = keep(filler_pool()) if fillers else None
+    rows = generate_words(g, n, name_pool, places, objects, verbs, templates, order, fillers, fill_pool,
+                          distractors)
     render = (lambda ws: " ".join(ws)) if toy else _pretty
     enc = lambda text: [tok.bos_token_id, *tok(text, add_special_tokens=False)["input_ids"]]  # noqa: E731
     clean = [enc(render(r[0])) for r in rows]
@@ -112,7 +155,8 @@ def ioi_task(model: "HookedTransformer | None" = None, *, n: int = 64, seed: int
         None, name="ioi", texts=tuple(render(r[0]) for r in rows),
         meta={"task": "ioi", "n": n, "seed": seed, "order": order,
               "names": names if isinstance(names, str) else list(names), "n_templates": len(templates),
-              "corruption": "S2 replaced by a third name", "metric": "logit_diff"},
+              "corruption": "S2 replaced by a third name", "metric": "logit_diff",
+              **({"fillers": fillers} if fillers else {}), **({"distractors": distractors} if distractors else {})},
     )
     if model is not None:
         ds.check_model(int(model.cfg.d_vocab), int(model.cfg.n_ctx))

@@ -121,3 +121,29 @@ def test_unknown_task_and_dataset_checks(toy_induction) -> None:
         ds.check_model(200, toy_induction.cfg.n_ctx)
     with pytest.raises(ConfigError, match="outside the vocabulary"):
         ds.check_model(64, 128)
+
+
+def test_ioi_variable_positions_and_bbaa(toy_ioi) -> None:
+    """``fillers=K`` moves the names around at a fixed length; BBAA repeats S in both opening slots; distractor names
+    appear twice each, so the answer is still the only name mentioned once."""
+    from circuitdb.models.vocab import NAMES
+
+    K = 4
+    ds = load_task("ioi", toy_ioi, n=30, seed=3, fillers=K, order="mixed3", distractors=1)
+    assert ds.clean.shape == (30, 1 + 14 + K) and ds.meta["fillers"] == K
+    answer_pos = set()
+    for i in range(len(ds)):
+        words = detokenize(toy_ioi, ds.clean[i].tolist())[1:]
+        io, s = detokenize(toy_ioi, [int(ds.answer[i]), int(ds.wrong[i])])
+        counts = {w: words.count(w) for w in words if w in NAMES}
+        assert counts[io] == 1 and counts[s] == 2, (words, io, s)
+        assert all(c == 2 for w, c in counts.items() if w != io), counts
+        answer_pos.add(words.index(io))
+        diff = (ds.clean[i] != ds.corrupted[i]).nonzero().flatten().tolist()
+        assert len(diff) == 1 and detokenize(toy_ioi, [int(ds.clean[i, diff[0]])]) == [s]
+    assert len(answer_pos) > 3  # the IO is not at a fixed position
+    bbaa = load_task("ioi", toy_ioi, n=4, seed=0, order="BBAA")
+    first = detokenize(toy_ioi, bbaa.clean[0].tolist())
+    assert first[2] == first[4] == detokenize(toy_ioi, [int(bbaa.wrong[0])])[0]
+    plain = load_task("ioi", toy_ioi, n=8, seed=0)
+    assert "fillers" not in plain.meta and plain.clean.shape[1] == 15
