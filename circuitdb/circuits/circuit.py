@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from circuitdb.errors import ConfigError
-from circuitdb.graph import CHANNELS, AttributionGraph
+from circuitdb.graph import CHANNELS, AttributionGraph, encode_channels
 
 if TYPE_CHECKING:  # pragma: no cover
     import networkx as nx
@@ -25,9 +25,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from circuitdb.store.base import GraphStore
 
 log = logging.getLogger(__name__)
-
-EDGE_FRAME_COLUMNS = ("source", "target", "weight", "abs_weight", "channel")
-
 
 @dataclass(frozen=True, eq=False)
 class Circuit:
@@ -77,10 +74,8 @@ class Circuit:
 
     def edge_mask_in(self, graph: AttributionGraph) -> np.ndarray:
         """Boolean mask over ``graph``'s edges: True for edges of this circuit (matched by source, target, channel)."""
-        keys = graph.keys
-        mine = set(zip(self.graph.keys[self.graph.src], self.graph.keys[self.graph.dst], self.graph.channel.tolist()))
-        return np.fromiter(((s, t, c) in mine for s, t, c in zip(keys[graph.src], keys[graph.dst],
-                                                                 graph.channel.tolist())), bool, graph.n_edges)
+        g = self.graph
+        return _edge_mask(graph, g.keys[g.src], g.keys[g.dst], g.channel)
 
     def to_networkx(self) -> "nx.DiGraph":
         """A DiGraph keyed by node key, node attributes from ``nodes``; parallel (q/k/v) edges become one edge with
@@ -143,12 +138,8 @@ class Circuit:
         if isinstance(edges, pd.DataFrame) and len(edges):
             s_col = "source" if "source" in edges.columns else "src"
             t_col = "target" if "target" in edges.columns else "dst"
-            ch = edges["channel"].fillna("").astype(str) if "channel" in edges.columns else pd.Series([""] * len(edges))
-            wanted = set(zip(edges[s_col].astype(str), edges[t_col].astype(str), ch))
-            k = graph.keys
-            chans = np.asarray(CHANNELS, dtype=object)[graph.channel]
-            edge_mask = np.fromiter(((s, t, c) in wanted for s, t, c in zip(k[graph.src], k[graph.dst], chans)),
-                                    bool, graph.n_edges)
+            ch = encode_channels(edges["channel"]) if "channel" in edges.columns else np.zeros(len(edges), np.int8)
+            edge_mask = _edge_mask(graph, edges[s_col].astype(str), edges[t_col].astype(str), ch)
         params = rec.get("params") or {}
         scores = rec.get("scores") or {}
         params = json.loads(params) if isinstance(params, str) else dict(params)
@@ -198,3 +189,11 @@ def circuit_from_nodes(graph: AttributionGraph, keys: Any, *, include_kinds: tup
                    params={"keys": sorted(set(keys)), "include_kinds": list(include_kinds), **(params or {})},
                    scores={"n_nodes": sub.n_nodes, "n_edges": sub.n_edges,
                            "edge_fraction": sub.n_edges / max(graph.n_edges, 1)})
+
+
+def _edge_mask(graph: AttributionGraph, src_keys: Any, dst_keys: Any, channels: Any) -> np.ndarray:
+    """True for ``graph``'s edges whose (source key, target key, channel code) is among the given triples."""
+    wanted = set(zip(map(str, src_keys), map(str, dst_keys), map(int, channels)))
+    k = graph.keys
+    return np.fromiter(((s, t, c) in wanted for s, t, c in zip(k[graph.src], k[graph.dst], graph.channel.tolist())),
+                       bool, graph.n_edges)

@@ -48,7 +48,6 @@ if TYPE_CHECKING:  # pragma: no cover
 NODE_PROPS = ("uid", "graph_id", "idx") + NODE_COLUMNS
 EDGE_PROPS = ("weight", "abs_weight", "channel")
 UNIT_PROPS = ("uid", "model", "kind", "layer", "head", "dictionary", "feature")
-UNIT_KINDS = ("head", "mlp", "feature")
 GRAPH_PROPS = (
     "id", "model", "granularity", "method", "metric", "prompt", "meta", "n_nodes", "n_edges", "created_at",
     "schema_version", "circuitdb_version",
