@@ -1,6 +1,8 @@
 # circuitdb — the two commands a newcomer runs: `make demo` and `make test`.
-# Each sets up what it needs on a fresh machine: a .venv, torch (the CPU build 2.13.0 unless the venv already has a
-# torch, e.g. your CUDA build), the package with its test extras, and the Node linter for Neo4j's Cypher grammar.
+# Each sets up what it needs on a fresh machine: a .venv, torch (2.13.0 unless the venv already has a torch, e.g. your
+# own CUDA build), the package with its test extras, and the Node linter for Neo4j's Cypher grammar. Python packages
+# go in with uv (bootstrapped into the venv by pip): a cold install of torch takes ~20 s instead of ~2 min, and a
+# second venv on the same machine hard-links uv's cache.
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -11,15 +13,18 @@ STORE  ?= embedded:./circuitdb-data
 
 .PHONY: venv demo test test-fast lint-deps bench clean
 
+UV     := $(VENV)/bin/uv
+UVPIP  := $(UV) pip install -q --python $(PY)
+
 $(PY):
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
+	$(PIP) install -q uv
 
 venv: $(VENV)/.installed
 
 $(VENV)/.installed: $(PY) pyproject.toml
-	@$(PY) -c "import torch" 2>/dev/null || $(PIP) install -q "$(TORCH)"
-	$(PIP) install -q -e ".[test]"
+	@$(PY) -c "import torch" 2>/dev/null || $(UVPIP) "$(TORCH)"
+	$(UVPIP) -e ".[test]"
 	@touch $@
 
 lint-deps: tools/cypher-lint/node_modules/.installed
