@@ -27,7 +27,8 @@ import numpy as np
 from scipy.stats import rankdata
 
 from circuitdb.circuits.circuit import Circuit
-from circuitdb.circuits.prune import _influence, _normalised, logit_weights, prune_result
+from circuitdb.attribution.influence import graph_scores as _scores
+from circuitdb.circuits.prune import _adjacency, logit_weights, node_influence, prune_result
 from circuitdb.errors import ConfigError
 from circuitdb.graph import AttributionGraph
 
@@ -196,7 +197,7 @@ def node_scores(graph: AttributionGraph, how: str = "abs_sum") -> np.ndarray:
         np.maximum.at(out, graph.dst, a)
         return out
     if how == "influence":
-        return _influence(graph, _normalised(graph, np.ones(graph.n_edges, bool)), logit_weights(graph))
+        return node_influence(graph)
     raise ConfigError(f"unknown node score {how!r}; valid options: abs_max, abs_sum, influence")
 
 
@@ -236,21 +237,7 @@ def graph_scores(graph: AttributionGraph) -> dict[str, float]:
     (:func:`circuitdb.attribution.feature_heads.collapse_heads`); frozen-MLP nodes count as errors (as in
     :mod:`circuitdb.attribution.features`)."""
     g = _collapsed(graph)
-    kinds = g.nodes["kind"].to_numpy()
-    err = np.isin(kinds, ("error", "mlp"))
-    if not err.any():
-        return {"replacement": 1.0, "completeness": 1.0}
-    a_hat = _normalised(g, np.ones(g.n_edges, bool))
-    w = logit_weights(g)
-    infl = _influence(g, a_hat, w)
-    tok, e_inf = infl[kinds == "embed"].sum(), infl[err].sum()
-    replacement = float(tok / (tok + e_inf)) if tok + e_inf > 0 else float("nan")
-    from_err = np.bincount(g.dst, np.where(err[g.src], a_hat, 0.0), g.n_nodes)
-    has_in = np.bincount(g.dst, minlength=g.n_nodes) > 0
-    non_err = np.where(has_in, 1.0 - from_err, 1.0)
-    out = infl + w
-    completeness = float((non_err * out).sum() / out.sum())
-    return {"replacement": replacement, "completeness": completeness}
+    return _scores(_adjacency(g), logit_weights(g), g.nodes["kind"].to_numpy())
 
 
 def feature_ablation_effect(graph: AttributionGraph, keep: Circuit | np.ndarray | Iterable[str]) -> "pd.DataFrame":

@@ -33,9 +33,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
-import scipy.sparse as sp
 from jaxtyping import Bool, Float
 
+from circuitdb.attribution.influence import (  # noqa: F401 - find_threshold is part of this module's API
+    ALWAYS_KEPT, NEEDS_INPUT, EdgeAdjacency, dead_end_masks, find_threshold, influence, influence_prune_masks,
+)
 from circuitdb.errors import ConfigError, one_of
 from circuitdb.graph import AttributionGraph
 
@@ -44,8 +46,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
-ALWAYS_KEPT = ("embed", "logit")
-NEEDS_INPUT = ("head", "mlp", "feature")
 
 
 @dataclass(frozen=True, eq=False)
@@ -95,11 +95,6 @@ class PruneResult:
 
 
 # ----------------------------------------------------------------------------------------------- helpers
-def _kind_masks(graph: AttributionGraph) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    kinds = graph.nodes["kind"].to_numpy()
-    return np.isin(kinds, ALWAYS_KEPT), np.isin(kinds, NEEDS_INPUT), kinds == "logit"
-
-
 def _check_fraction(name: str, value: float) -> float:
     if not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
         raise ConfigError(f"{name} must be a number in [0, 1]; got {value!r}")
@@ -116,26 +111,8 @@ def remove_dead_ends_masks(
     graph: AttributionGraph, edge_mask: np.ndarray, node_mask: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Apply the dead-end rule (module docstring) until it stops changing; returns new (node_mask, edge_mask)."""
-    keep_always, needs_in, _ = _kind_masks(graph)
-    n = graph.n_nodes
-    group = _head_groups(graph)
-    nodes = np.ones(n, bool) if node_mask is None else np.asarray(node_mask, bool).copy()
-    nodes |= keep_always
-    edges = np.asarray(edge_mask, bool) & nodes[graph.src] & nodes[graph.dst]
-    idx = np.flatnonzero(edges)
-    src, dst = graph.src[idx], graph.dst[idx]
-    while True:
-        has_out = (np.bincount(group[src], minlength=n) > 0)[group]
-        has_in = (np.bincount(group[dst], minlength=n) > 0)[group]
-        new = nodes & (keep_always | (has_out & (has_in | ~needs_in)))
-        alive = new[src] & new[dst]
-        if new.sum() == nodes.sum() and alive.all():
-            break
-        nodes = new
-        idx, src, dst = idx[alive], src[alive], dst[alive]
-    out = np.zeros(graph.n_edges, bool)
-    out[idx] = True
-    return nodes, out
+    return dead_end_masks(graph.src, graph.dst, graph.nodes["kind"].to_numpy(), edge_mask, node_mask,
+                          _head_groups(graph))
 
 
 def _head_groups(graph: AttributionGraph) -> np.ndarray:
@@ -165,19 +142,6 @@ def _cumulative(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return order, out
 
 
-def find_threshold(scores: np.ndarray, threshold: float) -> float:
-    """The score above which the top elements hold ``threshold`` of the total (circuit-tracer's ``find_threshold``)."""
-    if len(scores) == 0:
-        return np.inf
-    s = np.sort(scores)[::-1]
-    total = s.sum()
-    if total <= 0:
-        return np.inf
-    cum = np.cumsum(s) / total
-    i = min(int(np.searchsorted(cum, threshold)), len(s) - 1)
-    return float(s[i])
-
-
 def logit_weights(graph: AttributionGraph) -> Float[np.ndarray, " n_nodes"]:
     """Weights of the logit nodes: their ``probability`` (NaN → uniform over logits); zero elsewhere."""
     is_logit = graph.nodes["kind"].to_numpy() == "logit"
@@ -189,37 +153,15 @@ def logit_weights(graph: AttributionGraph) -> Float[np.ndarray, " n_nodes"]:
     return w
 
 
-def _normalised(graph: AttributionGraph, edges: np.ndarray, group: np.ndarray | None = None) -> np.ndarray:
-    """Â per edge: |w| divided by the L1 norm of its target's kept in-edges (clamped at 1e-10); 0 for dropped edges.
-    With ``group`` (see :func:`_head_groups`) a grouped head's in-edges at all positions share one norm."""
-    g = np.arange(graph.n_nodes) if group is None else group
-    a = np.where(edges, np.abs(graph.weight), 0.0)
-    rows = np.bincount(g[graph.dst], weights=a, minlength=graph.n_nodes)
-    return a / np.maximum(rows, 1e-10)[g[graph.dst]]
+def _adjacency(graph: AttributionGraph, edges: np.ndarray | None = None, group: np.ndarray | None = None
+               ) -> EdgeAdjacency:
+    """Â of ``graph`` over the ``edges`` mask (all edges by default); see :mod:`circuitdb.attribution.influence`."""
+    return EdgeAdjacency(graph.src, graph.dst, graph.weight, graph.n_nodes, mask=edges, group=group)
 
 
-def _grouped(x: np.ndarray, group: np.ndarray | None) -> np.ndarray:
-    """Sum ``x`` onto each group's representative node (identity without groups)."""
-    return x if group is None else np.bincount(group, weights=x, minlength=len(x))
-
-
-def _influence(graph: AttributionGraph, a_hat: np.ndarray, w: np.ndarray, max_iter: int | None = None,
-               group: np.ndarray | None = None) -> np.ndarray:
-    """``I = Σ_{k≥1} (Âᵀ)^k w`` by propagation from targets to sources until it vanishes (a DAG) or ``max_iter``.
-    With ``group`` a grouped head passes its total influence (all positions) back through all its in-edges."""
-    n = graph.n_nodes
-    keep = a_hat != 0
-    cols = graph.dst[keep] if group is None else group[graph.dst[keep]]
-    m = sp.csr_matrix((a_hat[keep], (graph.src[keep], cols)), shape=(n, n))
-    cur = m @ w
-    total = cur.copy()
-    limit = max_iter or n + 1
-    for _ in range(limit):
-        if not cur.any():
-            return total
-        cur = m @ _grouped(cur, group)
-        total += cur
-    raise ConfigError(f"influence did not converge after {limit} steps: graph {graph.id!r} has a cycle")
+def node_influence(graph: AttributionGraph) -> Float[np.ndarray, " n_nodes"]:
+    """Every node's influence on the logits (weights: :func:`logit_weights`) over all edges."""
+    return influence(_adjacency(graph), logit_weights(graph))
 
 
 # ----------------------------------------------------------------------------------------------- pruners
@@ -227,22 +169,11 @@ def influence_prune(graph: AttributionGraph, node_threshold: float = 0.8, edge_t
     """circuit-tracer's influence pruning (module docstring), then repeated dead-end removal."""
     node_threshold = _check_fraction("node_threshold", node_threshold)
     edge_threshold = _check_fraction("edge_threshold", edge_threshold)
-    keep_always, _, _ = _kind_masks(graph)
-    w = logit_weights(graph)
     group = _head_groups(graph)
     group = None if (group == np.arange(graph.n_nodes)).all() else group
-    all_edges = np.ones(graph.n_edges, bool)
-    influence = _influence(graph, _normalised(graph, all_edges, group), w, group=group)
-    node_mask = (influence >= find_threshold(influence, node_threshold)) | keep_always
-    if group is not None:  # a kept head keeps its nodes at every position (their inputs act through attention)
-        node_mask = (_grouped(node_mask.astype(float), group) > 0)[group]
-    cand = node_mask[graph.src] & node_mask[graph.dst]
-    a_hat = _normalised(graph, cand, group)
-    pruned_infl = _influence(graph, a_hat, w, group=group)
-    reach = _grouped(pruned_infl + w, group)
-    edge_score = a_hat * reach[graph.dst if group is None else group[graph.dst]]
-    edge_mask = cand & (edge_score >= find_threshold(edge_score[cand], edge_threshold))
-    node_mask, edge_mask = remove_dead_ends_masks(graph, edge_mask, node_mask)
+    node_mask, edge_mask, influence, edge_score = influence_prune_masks(
+        graph.src, graph.dst, graph.weight, graph.nodes["kind"].to_numpy(), logit_weights(graph), node_threshold,
+        edge_threshold, group=group)
     _, node_cum = _cumulative(influence)
     _, edge_cum = _cumulative(edge_score)
     params = {"node_threshold": node_threshold, "edge_threshold": edge_threshold}
