@@ -11,7 +11,7 @@ PIP    := $(PY) -m pip
 TORCH  ?= torch==2.13.0
 STORE  ?= embedded:./circuitdb-data
 
-.PHONY: venv demo test test-fast lint-deps bench clean
+.PHONY: venv demo test test-fast lint-deps chromium bench clean
 
 UV     := $(VENV)/bin/uv
 UVPIP  := $(UV) pip install -q --python $(PY)
@@ -36,7 +36,21 @@ tools/cypher-lint/node_modules/.installed: tools/cypher-lint/package.json tools/
 demo: venv
 	$(VENV)/bin/circuitdb demo --store "$(STORE)"
 
-test: venv lint-deps
+# Headless Chromium for the HTML-view tests (tests/browser.py drives it through Python playwright; never
+# `playwright install`). Debian's package, installed as root when /usr/bin/chromium is absent; without root it says so
+# and the browser tests skip (except under CI=true, where they fail).
+CHROMIUM ?= /usr/bin/chromium
+
+chromium:
+	@if [ ! -x "$(CHROMIUM)" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian's chromium (for the HTML-view tests)"; \
+	    apt-get update -qq >/dev/null && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "$(CHROMIUM) is absent and this is not root: browser tests will skip (run make chromium as root)"; fi; \
+	fi
+
+test: venv lint-deps chromium
 	$(PY) -m pytest -q
 
 test-fast: venv
