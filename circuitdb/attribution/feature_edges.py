@@ -59,6 +59,39 @@ def _chunks(blocks: list[tuple[Tensor, Tensor]]):  # noqa: ANN202
             yield rows[i: i + _CHUNK], row_node[i: i + _CHUNK]
 
 
+class RowBlocks:
+    """``Â`` (row-normalised ``|A|``) of dense row blocks, for :func:`circuitdb.pruning.propagate` (the one influence
+    series) before any edge list exists; processed in row chunks, so no copy of the whole matrix is made."""
+
+    def __init__(self, blocks: list[tuple[Tensor, Tensor]], n_nodes: int) -> None:
+        self.blocks, self.n_nodes = blocks, n_nodes
+        self._sums = [r.abs().sum(1).double().clamp_min(1e-10) for r, _ in _chunks(blocks)]
+
+    def step(self, x: np.ndarray) -> np.ndarray:
+        """``(Âᵀ x)[s] = Σ_t x[t] Â[t, s]``."""
+        xt = torch.as_tensor(x, dtype=torch.float64)
+        out = torch.zeros(self.n_nodes, dtype=torch.float64)
+        for (r, rn), sm in zip(_chunks(self.blocks), self._sums):
+            w = xt[rn] / sm
+            if bool(w.any()):
+                out[: r.shape[1]] += (w.to(r.dtype) @ r.abs()).double()
+        return out.numpy()
+
+    def influence(self, w: np.ndarray) -> np.ndarray:
+        from circuitdb.pruning import propagate
+
+        return propagate(self.step, w, self.n_nodes)
+
+    def error_share(self, err: np.ndarray) -> np.ndarray:
+        """Per node: the share of its |in-weight| from ``err`` columns (0 for nodes without rows)."""
+        out = np.zeros(self.n_nodes)
+        for r, rn in _chunks(self.blocks):
+            a = r.abs()
+            cols = torch.as_tensor(err[: r.shape[1]])
+            out[rn.numpy()] = (a[:, cols].sum(1) / a.sum(1).clamp_min(1e-10)).double().numpy()
+        return out
+
+
 def count_entries(blocks: list[tuple[Tensor, Tensor]]) -> int:
     """Number of non-zero entries (the raw graph's edge count) without building them."""
     return int(sum(int(torch.count_nonzero(r)) for r, _ in _chunks(blocks)))

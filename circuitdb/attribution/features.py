@@ -30,19 +30,17 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from circuitdb.attribution.feature_edges import (
-    block_edges, count_entries, resolve_prune, save_adjacency,
+    RowBlocks, block_edges, count_entries, resolve_prune, save_adjacency,
 )
 from circuitdb.attribution.feature_heads import decompose_heads
-from circuitdb.attribution.influence import (
-    ALWAYS_KEPT, EdgeAdjacency, RowBlocks, find_threshold, graph_scores, influence, influence_prune_masks,
-)
 from circuitdb.attribution.replacement import ReplacementModel, check_tokens
 from circuitdb.errors import ConfigError
 from circuitdb.graph import AttributionGraph
+from circuitdb.identity import stamp
+from circuitdb.models.dtypes import torch_dtype
+from circuitdb.pruning import ALWAYS_KEPT, ERROR_KINDS, find_threshold, graph_scores, influence_prune_given, scores_from
 
 log = logging.getLogger(__name__)
-_DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16,
-           "float16": torch.float16}
 
 
 def salient_logits(logits: Float[Tensor, " vocab"], logit_prob: float, max_logits: int) -> tuple[Tensor, Tensor]:
@@ -70,7 +68,7 @@ def _visit_order(rm: ReplacementModel, targets: list, feat_src: np.ndarray, logi
                       (rows[: len(order)], torch.as_tensor(feat_src[order], dtype=torch.long))]
             w = np.zeros(n_src + n_logits)
             w[n_src:] = probs.double().numpy()
-            infl = torch.as_tensor(influence(RowBlocks(blocks, n_src + n_logits), w)[feat_src])
+            infl = torch.as_tensor(RowBlocks(blocks, n_src + n_logits).influence(w)[feat_src])
             rank = torch.argsort(infl, descending=True)
             pending = rank[~visited[rank]][: min(4 * batch_size, cap - len(order))]
         for chunk in pending.split(batch_size):
@@ -98,14 +96,8 @@ def attribute_features(model, tokens, dictionaries=None, *, max_feature_nodes: i
         from circuitdb.models import load_model
 
         model = load_model(model)
-    if dtype is None:  # one dtype rule (as attribute()): follow the model's
-        dtype = model.cfg.dtype
-    elif isinstance(dtype, str):
-        if dtype not in _DTYPES:
-            raise ConfigError(f"unknown dtype {dtype!r}; valid options: {', '.join(_DTYPES)}")
-        dtype = _DTYPES[dtype]
-    elif dtype not in _DTYPES.values():
-        raise ConfigError(f"unknown dtype {dtype!r}; valid options: {', '.join(_DTYPES)}")
+    # one dtype rule (as attribute()): None follows the model's dtype
+    dtype = torch_dtype(dtype) or model.cfg.dtype
     if batch_size < 1 or max_logits < 1 or not (0 < logit_prob <= 1):
         raise ConfigError(f"need batch_size ≥ 1 (got {batch_size}), max_logits ≥ 1 (got {max_logits}) and "
                           f"0 < logit_prob ≤ 1 (got {logit_prob})")
@@ -144,15 +136,15 @@ def attribute_features(model, tokens, dictionaries=None, *, max_feature_nodes: i
     lw[logit_nodes] = probs.double().numpy()
     kinds = np.concatenate([S.kind[keep], np.full(len(ids), "logit", object)])
     adj = RowBlocks(blocks, n_nodes)
-    infl = influence(adj, lw)
-    scores = graph_scores(adj, lw, kinds, infl)
+    infl = adj.influence(lw)
+    scores = scores_from(infl, lw, kinds, adj.error_share(np.isin(kinds, ERROR_KINDS)))
     nodes = _node_frame(rm, keep, ids, probs, infl, blocks[0][0][0])
     n_raw = count_entries(blocks)
     meta = {
         "id": graph_id, "model": str(getattr(rm.cfg, "model_name", "model")), "granularity": "feature",
         "method": "replacement-transcoder" if all(d.kind == "transcoder" for d in dicts) else "replacement",
         "metric": "logit", "prompt": _prompt_text(rm), "tokens": rm.tokens.tolist(),
-        "params": {"max_feature_nodes": max_feature_nodes, "batch_size": batch_size, "logit_prob": logit_prob,
+        "params": {"prune": _prune_param(prune), "max_feature_nodes": max_feature_nodes, "batch_size": batch_size, "logit_prob": logit_prob,
                    "max_logits": max_logits, "heads": heads, "dtype": str(dtype).replace("torch.", ""),
                    "device": str(rm.device), "n_active_features": int(len(feat_src))},
         "dictionaries": [d.id for d in dicts], "scores": scores,
@@ -170,9 +162,10 @@ def attribute_features(model, tokens, dictionaries=None, *, max_feature_nodes: i
         params = spec[1]
         node_mask = (infl >= find_threshold(infl, params["node_threshold"])) | np.isin(kinds, ALWAYS_KEPT)
         cand = block_edges(blocks, node_mask)  # only the entries among nodes that pass the node threshold
-        node_mask, edge_mask, _, _ = influence_prune_masks(cand["src"], cand["dst"], cand["weight"], kinds, lw,
-                                                            **params, node_influence=infl)
-        e = {k: v[edge_mask] for k, v in cand.items()}
+        g_cand = AttributionGraph(nodes, cand["src"], cand["dst"], cand["weight"], cand["channel"], meta,
+                                  validate=False)
+        res = influence_prune_given(g_cand, infl, params["node_threshold"], params["edge_threshold"])
+        node_mask, e = res.node_mask, {k: v[res.edge_mask] for k, v in cand.items()}
         meta["pruning"] = {"method": "influence", "params": params}
     else:
         g_raw = AttributionGraph(nodes, raw["src"], raw["dst"], raw["weight"], raw["channel"], meta, validate=False)
@@ -187,9 +180,10 @@ def attribute_features(model, tokens, dictionaries=None, *, max_feature_nodes: i
                                 "kept_nodes": int(node_mask.sum()), "kept_edges": int(len(e["src"]))})
         nodes, e = _restrict(nodes, node_mask, e)
         meta["pruning"]["scores"] = graph_scores(  # the stored (pruned) graph's own scores
-            EdgeAdjacency(e["src"], e["dst"], e["weight"], len(nodes)), lw[node_mask], kinds[node_mask])
+            AttributionGraph(nodes, e["src"], e["dst"], e["weight"], e["channel"], meta, validate=False))
     if heads:
         nodes, e = decompose_heads(rm, nodes, e, batch_size, progress)
+    stamp(meta, model, graph_id, inputs=(rm.tokens,), dictionaries=dicts)
     return AttributionGraph(nodes, e["src"], e["dst"], e["weight"], e["channel"], meta)
 
 
@@ -201,6 +195,12 @@ def _restrict(nodes: pd.DataFrame, node_mask: np.ndarray, e: dict[str, np.ndarra
     e = {k: v[live] for k, v in e.items()}
     e["src"], e["dst"] = new[e["src"]], new[e["dst"]]
     return nodes[node_mask].reset_index(drop=True), e
+
+
+def _prune_param(prune: Any) -> Any:
+    spec = resolve_prune(prune)
+    return None if spec is None else spec[1] if spec[0] == "influence" else getattr(
+        getattr(prune, "func", prune), "__name__", "callable") + repr(getattr(prune, "keywords", ""))
 
 
 def _jsonable(params: dict) -> dict:

@@ -76,14 +76,9 @@ def list_models() -> dict[str, str]:
 
 
 def _torch_dtype(dtype: "torch.dtype | str") -> "torch.dtype":
-    import torch
+    from circuitdb.models.dtypes import torch_dtype
 
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    table = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16, "bfloat16": torch.bfloat16}
-    if dtype not in table:
-        raise ConfigError(f"unknown dtype {dtype!r}; valid options: {', '.join(table)}")
-    return table[dtype]
+    return torch_dtype(dtype) or torch_dtype("float32")
 
 
 def _build(cfg_dict: dict, name: str, device: str, dtype: "torch.dtype", seed: int = 0, tokenizer=None):  # noqa: ANN001

@@ -12,7 +12,7 @@ from feature_fixtures import prompt, tiny_model
 from circuitdb.attribution.feature_edges import load_adjacency
 from circuitdb.attribution.feature_heads import collapse_heads
 from circuitdb.attribution.features import attribute_features
-from circuitdb.circuits.prune import influence_prune, prune_result
+from circuitdb.pruning import influence_prune, prune_result
 from circuitdb.dictionaries.train import random_dictionaries
 from circuitdb.errors import ConfigError
 
