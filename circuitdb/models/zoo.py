@@ -3,8 +3,8 @@
 Resolution order of :func:`load_model` ``(name_or_dir)``:
 1. a trained zoo name (``toy-induction-2l``, ``toy-ioi``) → the folder ``circuitdb/models/zoo/<name>/``;
 2. a random-init name (``random-*``) → a model built on the fly with a seeded init (no weight files);
-3. an existing local directory holding ``config.json`` (HookedTransformerConfig fields) and ``model.safetensors``
-   (and optionally ``vocab.json``, a word-level vocabulary);
+3. an existing local directory holding a TransformerLens ``config.json`` and weights, with an optional tokenizer
+   (see :mod:`circuitdb.models.folder`);
 4. a TransformerLens official model name or alias (``gpt2``, ``pythia-70m``, ...) → ``HookedTransformer.from_pretrained``
    (needs the Hugging Face hub or its local cache).
 Anything else raises ConfigError listing the zoo names.
@@ -81,17 +81,25 @@ def _torch_dtype(dtype: "torch.dtype | str") -> "torch.dtype":
     return torch_dtype(dtype) or torch_dtype("float32")
 
 
-def _build(cfg_dict: dict, name: str, device: str, dtype: "torch.dtype", seed: int = 0, tokenizer=None):  # noqa: ANN001
+def _build(cfg_dict: dict, name: str, device: str, dtype: "torch.dtype", seed: int = 0, tokenizer=None,  # noqa: ANN001
+           keep_hook_flags: bool = False):
     import dataclasses
 
     import torch
     from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    from circuitdb.models.folder import SLOW_HOOK_FLAGS
 
     known = {f.name for f in dataclasses.fields(HookedTransformerConfig)}
     unknown = sorted(set(cfg_dict) - known)
     if unknown:
         raise ConfigError(f"model {name!r}: config.json has unknown HookedTransformerConfig fields {unknown}")
     cfg = {**OFF_FLAGS, **cfg_dict, "seed": None, "device": device, "dtype": dtype}
+    on = [f for f in SLOW_HOOK_FLAGS if cfg.get(f) and f in known]
+    if on and not keep_hook_flags:
+        log.info("model %r: switching off hook flags %s (they only slow a forward pass; keep_hook_flags=True keeps "
+                 "them)", name, ", ".join(on))
+        cfg.update({f: False for f in on})
     cfg.setdefault("model_name", name)
     try:
         config = HookedTransformerConfig(**cfg)
@@ -110,41 +118,11 @@ def _build(cfg_dict: dict, name: str, device: str, dtype: "torch.dtype", seed: i
     return model
 
 
-def load_dir(path: str | Path, *, device: str = "cpu", dtype: "torch.dtype | str" = "float32",
-             name: str | None = None) -> "HookedTransformer":
-    """Load ``config.json`` + ``model.safetensors`` (+ ``vocab.json``) from a folder."""
-    from safetensors.torch import load_file
-
-    from circuitdb.models.vocab import build_tokenizer, load_vocab
-
-    path = Path(path)
-    name = name or path.name
-    missing = [f for f in ("config.json", "model.safetensors") if not (path / f).is_file()]
-    if missing:
-        raise ConfigError(f"model folder {str(path)!r} lacks {missing}; it needs config.json and model.safetensors")
-    try:
-        cfg = json.loads((path / "config.json").read_text())
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"model folder {str(path)!r}: config.json is not valid JSON: {e}") from e
-    tokenizer = None
-    if (path / "vocab.json").is_file():
-        words = load_vocab(path / "vocab.json")
-        if len(words) != cfg.get("d_vocab"):
-            raise ConfigError(f"model {name!r}: vocab.json has {len(words)} words but d_vocab is {cfg.get('d_vocab')}")
-        tokenizer = build_tokenizer(words, name)
-    dt = _torch_dtype(dtype)
-    model = _build(cfg, name, device, dt, tokenizer=tokenizer)
-    state = load_file(str(path / "model.safetensors"), device="cpu")
-    try:
-        model.load_state_dict({k: (v.to(dt) if v.is_floating_point() else v) for k, v in state.items()}, strict=True)
-    except RuntimeError as e:
-        raise ConfigError(f"model {name!r}: weights do not match config.json: {e}") from e
-    return model
-
-
-def load_model(name_or_dir: str | Path, *, device: str = "cpu",
-               dtype: "torch.dtype | str" = "float32") -> "HookedTransformer":
-    """A ``HookedTransformer`` for a zoo name, a random-init name, a local folder, or a pretrained name (see module doc)."""
+def load_model(name_or_dir: str | Path, *, device: str = "cpu", dtype: "torch.dtype | str" = "float32",
+               keep_hook_flags: bool = False) -> "HookedTransformer":
+    """A ``HookedTransformer`` for a zoo name, a random-init name, a local folder, or a pretrained name (see module
+    doc). Hook flags that only slow the model down are off unless ``keep_hook_flags``."""
+    from circuitdb.models.folder import load_dir
     dt = _torch_dtype(dtype)
     key = str(name_or_dir)
     if key in ZOO:
@@ -157,7 +135,7 @@ def load_model(name_or_dir: str | Path, *, device: str = "cpu",
             return load_dir(folder, device=device, dtype=dt, name=key)
         return _build(dict(e.config), key, device, dt, seed=e.seed)
     if Path(key).is_dir():
-        return load_dir(key, device=device, dtype=dt)
+        return load_dir(key, device=device, dtype=dt, keep_hook_flags=keep_hook_flags)
     import transformer_lens.loading_from_pretrained as tl_loading
 
     try:
