@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from circuitdb.errors import ConfigError, one_of
+from circuitdb.identity import cached_for_model, stamp
 from circuitdb.models.dtypes import torch_dtype
 from circuitdb.plain import json_fields
 from circuitdb.tasks.metrics import metric_name, resolve_metric  # noqa: F401 - re-exported (metrics live in tasks/)
@@ -152,8 +153,7 @@ def attribute(
         "tokens": ds.clean[:N_EXAMPLE_PROMPTS].tolist(),
         "scores": scores_extra,
     }
-    if graph_id:
-        meta["id"] = graph_id
+    stamp(meta, model, graph_id, inputs=(ds.clean, ds.corrupted, ds.answer, ds.wrong, ds.answer_pos))
     return AttributionGraph.from_frames(nodes, edges, meta)
 
 
@@ -172,7 +172,7 @@ def _with_head_stats(model: "HookedTransformer", ds: "PromptPairs", comp: Any, n
         tokens = hs.repeated_random_tokens(cfg.d_vocab, n=16, half_len=half, seed=0)
         for col, fn in (("prev_token_score", hs.prev_token_scores), ("induction_score", hs.induction_scores),
                         ("duplicate_token_score", hs.duplicate_token_scores)):
-            s = fn(model, tokens).numpy()
+            s = cached_for_model(model, col, lambda fn=fn: fn(model, tokens).numpy())
             vals = np.full(len(nodes), np.nan)
             vals[heads] = s[lay[heads], hd[heads]]
             nodes[col] = vals

@@ -33,6 +33,7 @@ from circuitdb.attribution.feature_heads import head_frames, head_parts
 from circuitdb.attribution.replacement import ReplacementModel, check_tokens
 from circuitdb.errors import ConfigError
 from circuitdb.graph import AttributionGraph
+from circuitdb.identity import stamp
 from circuitdb.models.dtypes import torch_dtype
 
 log = logging.getLogger(__name__)
@@ -189,6 +190,7 @@ def attribute_features(model, tokens, dictionaries=None, *, max_feature_nodes: i
                    "n_active_features": int(len(feat_src))},
         "dictionaries": [d.id for d in dicts], "scores": scores,
     }
+    stamp(meta, model, graph_id, inputs=(rm.tokens,), dictionaries=dicts)
     return AttributionGraph(nodes, e["src"], e["dst"], e["weight"], e["channel"], meta)
 
 
