@@ -10,7 +10,7 @@ A folder holds
   in ``tokenizer/``), or circuitdb's word list (``vocab.json`` as ``{"words": [...]}``). Without one the model takes
   token ids only.
 
-Hook flags that only slow a forward pass down (:data:`SLOW_HOOK_FLAGS`) are switched off after loading unless
+Hook flags that only slow a forward pass down (:data:`circuitdb.models.build.SLOW_HOOK_FLAGS`) are switched off after loading unless
 ``keep_hook_flags=True``; the attribution engine turns on what it needs inside its own scope.
 """
 
@@ -29,8 +29,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
-# Flags that add hook points (and memory traffic) to every forward pass without changing its result.
-SLOW_HOOK_FLAGS = ("use_attn_result", "use_split_qkv_input", "use_hook_mlp_in", "use_attn_in", "use_hook_tokens")
 # Keys of a saved ``cfg.to_dict()`` that are derived, runtime or version-specific: never passed to the constructor.
 _RUNTIME_KEYS = {"dtype", "device", "seed", "n_devices", "n_params"}
 _WEIGHT_NAMES = ("model.safetensors", "model.pt", "pytorch_model.bin", "model.pth", "state_dict.pt")
@@ -122,7 +120,7 @@ def folder_tokenizer(path: Path, d_vocab: int, name: str) -> Any:
 def load_dir(path: str | Path, *, device: str = "cpu", dtype: "torch.dtype | str" = "float32",
              name: str | None = None, keep_hook_flags: bool = False) -> "HookedTransformer":
     """The model in folder ``path`` (module docstring), in ``dtype`` on ``device``."""
-    from circuitdb.models.zoo import _build, _torch_dtype
+    from circuitdb.models.build import build_model, torch_dtype_or_float32
 
     path = Path(path)
     name = name or path.name
@@ -135,8 +133,8 @@ def load_dir(path: str | Path, *, device: str = "cpu", dtype: "torch.dtype | str
     cfg = config_fields(raw, name)
     weights = _weights_file(path)
     tokenizer = folder_tokenizer(path, int(cfg["d_vocab"]), name)
-    dt = _torch_dtype(dtype)
-    model = _build(cfg, name, device, dt, tokenizer=tokenizer, keep_hook_flags=keep_hook_flags)
+    dt = torch_dtype_or_float32(dtype)
+    model = build_model(cfg, name, device, dt, tokenizer=tokenizer, keep_hook_flags=keep_hook_flags)
     state = _state_dict(weights, name)
     try:
         model.load_state_dict({k: (v.to(dt) if v.is_floating_point() else v) for k, v in state.items()}, strict=True)

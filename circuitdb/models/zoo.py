@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from circuitdb.errors import ConfigError
+from circuitdb.models.build import OFF_FLAGS, build_model, torch_dtype_or_float32  # noqa: F401 - OFF_FLAGS re-exported
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -29,8 +30,7 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 ZOO_DIR = Path(__file__).parent / "zoo"
-# Fields left False in saved configs: the attribution engine switches on what it needs.
-OFF_FLAGS = {"use_attn_result": False, "use_split_qkv_input": False, "use_hook_mlp_in": False}
+_build = build_model  # the historical private name (tests use it)
 
 
 @dataclass(frozen=True)
@@ -75,55 +75,12 @@ def list_models() -> dict[str, str]:
     return {name: e.description for name, e in ZOO.items()}
 
 
-def _torch_dtype(dtype: "torch.dtype | str") -> "torch.dtype":
-    from circuitdb.models.dtypes import torch_dtype
-
-    return torch_dtype(dtype) or torch_dtype("float32")
-
-
-def _build(cfg_dict: dict, name: str, device: str, dtype: "torch.dtype", seed: int = 0, tokenizer=None,  # noqa: ANN001
-           keep_hook_flags: bool = False):
-    import dataclasses
-
-    import torch
-    from transformer_lens import HookedTransformer, HookedTransformerConfig
-
-    from circuitdb.models.folder import SLOW_HOOK_FLAGS
-
-    known = {f.name for f in dataclasses.fields(HookedTransformerConfig)}
-    unknown = sorted(set(cfg_dict) - known)
-    if unknown:
-        raise ConfigError(f"model {name!r}: config.json has unknown HookedTransformerConfig fields {unknown}")
-    cfg = {**OFF_FLAGS, **cfg_dict, "seed": None, "device": device, "dtype": dtype}
-    on = [f for f in SLOW_HOOK_FLAGS if cfg.get(f) and f in known]
-    if on and not keep_hook_flags:
-        log.info("model %r: switching off hook flags %s (they only slow a forward pass; keep_hook_flags=True keeps "
-                 "them)", name, ", ".join(on))
-        cfg.update({f: False for f in on})
-    cfg.setdefault("model_name", name)
-    try:
-        config = HookedTransformerConfig(**cfg)
-    except (TypeError, ValueError, AssertionError) as e:
-        raise ConfigError(f"model {name!r}: invalid config: {e}") from e
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = HookedTransformer(config, tokenizer=tokenizer, move_to_device=False)
-        if dtype != torch.float32:  # the same weights whatever the dtype: draw them in float32, then cast
-            ref = HookedTransformer(dataclasses.replace(config, dtype=torch.float32), move_to_device=False)
-            torch.manual_seed(seed)
-            ref.init_weights()
-            model.load_state_dict({k: v.to(dtype) for k, v in ref.state_dict().items()})
-    model.to(device, print_details=False)
-    model.eval()
-    return model
-
-
 def load_model(name_or_dir: str | Path, *, device: str = "cpu", dtype: "torch.dtype | str" = "float32",
                keep_hook_flags: bool = False) -> "HookedTransformer":
     """A ``HookedTransformer`` for a zoo name, a random-init name, a local folder, or a pretrained name (see module
     doc). Hook flags that only slow the model down are off unless ``keep_hook_flags``."""
     from circuitdb.models.folder import load_dir
-    dt = _torch_dtype(dtype)
+    dt = torch_dtype_or_float32(dtype)
     key = str(name_or_dir)
     if key in ZOO:
         e = ZOO[key]
@@ -133,7 +90,7 @@ def load_model(name_or_dir: str | Path, *, device: str = "cpu", dtype: "torch.dt
                 raise ConfigError(f"zoo model {key!r} has no weights in {str(folder)!r}; retrain with "
                                   f"`python -m circuitdb.models.train {key}`")
             return load_dir(folder, device=device, dtype=dt, name=key)
-        return _build(dict(e.config), key, device, dt, seed=e.seed)
+        return build_model(dict(e.config), key, device, dt, seed=e.seed)
     if Path(key).is_dir():
         return load_dir(key, device=device, dtype=dt, keep_hook_flags=keep_hook_flags)
     import transformer_lens.loading_from_pretrained as tl_loading
