@@ -16,6 +16,10 @@ import numpy as np
 import torch
 
 from circuitdb.errors import ConfigError, one_of
+from circuitdb.identity import cached_for_model, stamp
+from circuitdb.models.dtypes import torch_dtype
+from circuitdb.plain import json_fields
+from circuitdb.tasks.metrics import metric_name, resolve_metric  # noqa: F401 - re-exported (metrics live in tasks/)
 
 if TYPE_CHECKING:  # pragma: no cover
     from transformer_lens import HookedTransformer
@@ -26,13 +30,12 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 ATTRIBUTE_METHODS = ("eap", "eap-ig", "patching", "eap-ig+patching")
-_DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16, "bfloat16": torch.bfloat16}
 N_EXAMPLE_PROMPTS = 3
 
 
 def resolve_model(model: "HookedTransformer | str", dtype: "torch.dtype | str | None" = None) -> "HookedTransformer":
     """A HookedTransformer (a name goes through ``load_model``), in ``dtype`` (a converted copy if it differs)."""
-    dt = _dtype(dtype)
+    dt = torch_dtype(dtype)
     if isinstance(model, str):
         from circuitdb.models import load_model
 
@@ -46,17 +49,9 @@ def resolve_model(model: "HookedTransformer | str", dtype: "torch.dtype | str | 
     return model
 
 
-def _dtype(dtype: "torch.dtype | str | None") -> "torch.dtype | None":
-    if dtype is None or isinstance(dtype, torch.dtype):
-        return dtype
-    if str(dtype) not in _DTYPES:
-        raise ConfigError(one_of(dtype, _DTYPES, "dtype"))
-    return _DTYPES[str(dtype)]
-
-
 def resolve_dataset(dataset: Any, model: "HookedTransformer", **task_kw: Any) -> "PromptPairs":
     """PromptPairs from a PromptPairs, a task name / ``.jsonl`` path, a dict, or a tuple of tensors
-    ``(clean, corrupted, answer[, wrong[, answer_pos]])``; checked against the model's vocabulary and context."""
+    ``(clean, corrupted[, answer[, wrong[, answer_pos]]])``; checked against the model's vocabularies and context."""
     from circuitdb.attribution.eap import check_dataset
     from circuitdb.tasks.base import PromptPairs
 
@@ -69,17 +64,17 @@ def resolve_dataset(dataset: Any, model: "HookedTransformer", **task_kw: Any) ->
     elif isinstance(dataset, dict):
         allowed = {"clean", "corrupted", "answer", "wrong", "answer_pos", "name", "texts"}
         bad = sorted(set(dataset) - allowed)
-        missing = sorted({"clean", "corrupted", "answer"} - set(dataset))
+        missing = sorted({"clean", "corrupted"} - set(dataset))
         if bad or missing:
             raise ConfigError(f"dataset dict: unknown keys {bad}, missing keys {missing}; valid keys: "
                               f"{', '.join(sorted(allowed))}")
         ds = PromptPairs(**{k: _long(v, k) if k not in ("name", "texts") else v for k, v in dataset.items()})
-    elif isinstance(dataset, (tuple, list)) and 3 <= len(dataset) <= 5:
+    elif isinstance(dataset, (tuple, list)) and 2 <= len(dataset) <= 5:
         names = ("clean", "corrupted", "answer", "wrong", "answer_pos")
         ds = PromptPairs(*[_long(v, nm) for v, nm in zip(dataset, names)])
     else:
-        raise ConfigError(f"dataset must be PromptPairs, a task name, a dict or a tuple (clean, corrupted, answer"
-                          f"[, wrong]); got {type(dataset).__name__}")
+        raise ConfigError(f"dataset must be PromptPairs, a task name, a dict or a tuple (clean, corrupted"
+                          f"[, answer[, wrong[, answer_pos]]]); got {type(dataset).__name__}")
     check_dataset(model, ds)
     return ds
 
@@ -87,28 +82,13 @@ def resolve_dataset(dataset: Any, model: "HookedTransformer", **task_kw: Any) ->
 def _long(v: Any, name: str) -> torch.Tensor:
     if v is None:
         return None  # type: ignore[return-value]
-    t = torch.as_tensor(v)
-    if t.is_floating_point() or t.is_complex():
+    try:
+        t = torch.as_tensor(v)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise ConfigError(f"dataset {name} must be integer token ids (a tensor or nested lists of one shape): {e}") from e
+    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
         raise ConfigError(f"dataset {name} must hold integer token ids/positions, got dtype {t.dtype}")
     return t.long()
-
-
-def resolve_metric(metric: Any, dataset: "PromptPairs") -> Callable:
-    """A metric callable from a name or callable; ``None`` → the dataset's ``meta["metric"]``, else logit difference
-    when the dataset has wrong tokens, else log-prob."""
-    from circuitdb.tasks import get_metric
-
-    if metric is None:
-        metric = dataset.meta.get("metric") or ("logit_diff" if dataset.wrong is not None else "logprob")
-    return get_metric(metric)
-
-
-def metric_name(metric: Any, dataset: "PromptPairs") -> str:
-    if metric is None:
-        return str(dataset.meta.get("metric") or ("logit_diff" if dataset.wrong is not None else "logprob"))
-    if isinstance(metric, str):
-        return metric
-    return str(getattr(metric, "__name__", type(metric).__name__))
 
 
 def attribute(
@@ -188,7 +168,7 @@ def attribute(
             "ablation": ablation, "ig_steps": ig_steps if method.startswith("eap-ig") else None,
             "batch_size": batch_size,
             "per_position": per_position, "dtype": str(model.cfg.dtype).replace("torch.", ""),
-            "dataset": ds.name, "n": len(ds), "seq_len": ds.seq_len, "task": _jsonable(ds.meta),
+            "dataset": ds.name, "n": len(ds), "seq_len": ds.seq_len, "task": json_fields(ds.meta),
         },
         "prompt": list(ds.texts[:N_EXAMPLE_PROMPTS]) if ds.texts else None,
         "tokens": ds.clean[:N_EXAMPLE_PROMPTS].tolist(),
@@ -196,29 +176,8 @@ def attribute(
     }
     if method == "eap-ig+patching":
         meta["params"]["verify"] = verify
-    if graph_id:
-        meta["id"] = graph_id
+    stamp(meta, model, graph_id, inputs=(ds.clean, ds.corrupted, ds.answer, ds.wrong, ds.answer_pos))
     return AttributionGraph.from_frames(nodes, edges, meta)
-
-
-def _jsonable(d: dict) -> dict:
-    import json
-
-    try:
-        json.dumps(d)
-        return dict(d)
-    except TypeError:
-        return {k: v for k, v in d.items() if _is_json(v)}
-
-
-def _is_json(v: Any) -> bool:
-    import json
-
-    try:
-        json.dumps(v)
-        return True
-    except TypeError:
-        return False
 
 
 def _with_head_stats(model: "HookedTransformer", ds: "PromptPairs", comp: Any, nodes: Any) -> Any:
@@ -236,7 +195,7 @@ def _with_head_stats(model: "HookedTransformer", ds: "PromptPairs", comp: Any, n
         tokens = hs.repeated_random_tokens(cfg.d_vocab, n=16, half_len=half, seed=0)
         for col, fn in (("prev_token_score", hs.prev_token_scores), ("induction_score", hs.induction_scores),
                         ("duplicate_token_score", hs.duplicate_token_scores)):
-            s = fn(model, tokens).numpy()
+            s = cached_for_model(model, col, lambda fn=fn: fn(model, tokens).numpy())
             vals = np.full(len(nodes), np.nan)
             vals[heads] = s[lay[heads], hd[heads]]
             nodes[col] = vals

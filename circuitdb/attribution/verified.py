@@ -20,7 +20,7 @@ Cost: EAP-IG plus one patched forward per candidate and batch; the graph's ``met
 
 Metrics and methods (what suits which):
 - ``logit_diff`` / ``logprob``: a first-order signal at the clean point — every method works.
-- ``kl`` (and L2 / MSE to the clean output): their minimum IS the clean run, so the gradient there is zero and
+- ``kl``, ``l2`` / ``mse`` (distances to the clean output): their minimum IS the clean run, so the gradient there is zero and
   plain EAP scores every edge 0 (:func:`warn_if_all_zero` says so). EAP-IG integrates from the corrupted input
   and sees a signal; exact patching and ``eap-ig+patching`` are exact for any metric.
 """

@@ -64,16 +64,18 @@ def test_top_k_boundary_is_rescored() -> None:
     assert candidates(g).tolist() == [6]
 
 
-def test_all_zero_warning_names_the_metric_gradient(caplog: pytest.LogCaptureFixture) -> None:
-    """KL to the clean output has its minimum at the clean run: EAP's gradient there is zero for every edge."""
+@pytest.mark.parametrize("metric", ["kl", "l2"])
+def test_all_zero_warning_names_the_metric_gradient(caplog: pytest.LogCaptureFixture, metric: str) -> None:
+    """KL / L2 to the clean output have their minimum at the clean run: EAP's gradient there is zero everywhere."""
     model, ds = load_tracr("hist"), dataset("hist")
     with caplog.at_level(logging.WARNING, logger="circuitdb.attribution.verified"):
-        g = circuitdb.attribute(model, ds, method="eap", metric="kl", ablation="zero", progress=False,
+        g = circuitdb.attribute(model, ds, method="eap", metric=metric, ablation="zero", progress=False,
                                 head_stats=False)
     assert np.abs(g.weight).max() < 1e-6
-    assert any("vanishes at the clean run" in r.getMessage() and "'kl'" in r.getMessage() for r in caplog.records)
+    msgs = [r.getMessage() for r in caplog.records]
+    assert any("vanishes at the clean run" in m and f"'{metric}'" in m for m in msgs), msgs
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="circuitdb.attribution.verified"):
-        g = circuitdb.attribute(model, ds, method="eap-ig+patching", metric="kl", ablation="zero", progress=False,
+        g = circuitdb.attribute(model, ds, method="eap-ig+patching", metric=metric, ablation="zero", progress=False,
                                 head_stats=False)
     assert not caplog.records and edge_auc(g, "hist") >= 0.95
