@@ -40,6 +40,8 @@ def __getattr__(name: str) -> Any:
     if mod is None:
         raise AttributeError(f"module 'circuitdb' has no attribute {name!r}")
     value = getattr(importlib.import_module(mod), name)
+    if mod == "circuitdb.store.base":  # stores from the public API get store.circuit(...) (registered by circuits/)
+        importlib.import_module("circuitdb.circuits.circuit")
     globals()[name] = value
     return value
 

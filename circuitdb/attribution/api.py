@@ -16,6 +16,10 @@ import numpy as np
 import torch
 
 from circuitdb.errors import ConfigError, one_of
+from circuitdb.identity import cached_for_model, stamp
+from circuitdb.models.dtypes import torch_dtype
+from circuitdb.plain import json_fields
+from circuitdb.tasks.metrics import metric_name, resolve_metric  # noqa: F401 - re-exported (metrics live in tasks/)
 
 if TYPE_CHECKING:  # pragma: no cover
     from transformer_lens import HookedTransformer
@@ -26,13 +30,12 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 ATTRIBUTE_METHODS = ("eap", "eap-ig", "patching")
-_DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16, "bfloat16": torch.bfloat16}
 N_EXAMPLE_PROMPTS = 3
 
 
 def resolve_model(model: "HookedTransformer | str", dtype: "torch.dtype | str | None" = None) -> "HookedTransformer":
     """A HookedTransformer (a name goes through ``load_model``), in ``dtype`` (a converted copy if it differs)."""
-    dt = _dtype(dtype)
+    dt = torch_dtype(dtype)
     if isinstance(model, str):
         from circuitdb.models import load_model
 
@@ -44,14 +47,6 @@ def resolve_model(model: "HookedTransformer | str", dtype: "torch.dtype | str | 
         model = copy.deepcopy(model)
         model.to(dt, print_details=False)
     return model
-
-
-def _dtype(dtype: "torch.dtype | str | None") -> "torch.dtype | None":
-    if dtype is None or isinstance(dtype, torch.dtype):
-        return dtype
-    if str(dtype) not in _DTYPES:
-        raise ConfigError(one_of(dtype, _DTYPES, "dtype"))
-    return _DTYPES[str(dtype)]
 
 
 def resolve_dataset(dataset: Any, model: "HookedTransformer", **task_kw: Any) -> "PromptPairs":
@@ -91,24 +86,6 @@ def _long(v: Any, name: str) -> torch.Tensor:
     if t.is_floating_point() or t.is_complex():
         raise ConfigError(f"dataset {name} must hold integer token ids/positions, got dtype {t.dtype}")
     return t.long()
-
-
-def resolve_metric(metric: Any, dataset: "PromptPairs") -> Callable:
-    """A metric callable from a name or callable; ``None`` → the dataset's ``meta["metric"]``, else logit difference
-    when the dataset has wrong tokens, else log-prob."""
-    from circuitdb.tasks import get_metric
-
-    if metric is None:
-        metric = dataset.meta.get("metric") or ("logit_diff" if dataset.wrong is not None else "logprob")
-    return get_metric(metric)
-
-
-def metric_name(metric: Any, dataset: "PromptPairs") -> str:
-    if metric is None:
-        return str(dataset.meta.get("metric") or ("logit_diff" if dataset.wrong is not None else "logprob"))
-    if isinstance(metric, str):
-        return metric
-    return str(getattr(metric, "__name__", type(metric).__name__))
 
 
 def attribute(
@@ -170,35 +147,14 @@ def attribute(
         "params": {
             "ablation": ablation, "ig_steps": ig_steps if method == "eap-ig" else None, "batch_size": batch_size,
             "per_position": per_position, "dtype": str(model.cfg.dtype).replace("torch.", ""),
-            "dataset": ds.name, "n": len(ds), "seq_len": ds.seq_len, "task": _jsonable(ds.meta),
+            "dataset": ds.name, "n": len(ds), "seq_len": ds.seq_len, "task": json_fields(ds.meta),
         },
         "prompt": list(ds.texts[:N_EXAMPLE_PROMPTS]) if ds.texts else None,
         "tokens": ds.clean[:N_EXAMPLE_PROMPTS].tolist(),
         "scores": scores_extra,
     }
-    if graph_id:
-        meta["id"] = graph_id
+    stamp(meta, model, graph_id, inputs=(ds.clean, ds.corrupted, ds.answer, ds.wrong, ds.answer_pos))
     return AttributionGraph.from_frames(nodes, edges, meta)
-
-
-def _jsonable(d: dict) -> dict:
-    import json
-
-    try:
-        json.dumps(d)
-        return dict(d)
-    except TypeError:
-        return {k: v for k, v in d.items() if _is_json(v)}
-
-
-def _is_json(v: Any) -> bool:
-    import json
-
-    try:
-        json.dumps(v)
-        return True
-    except TypeError:
-        return False
 
 
 def _with_head_stats(model: "HookedTransformer", ds: "PromptPairs", comp: Any, nodes: Any) -> Any:
@@ -216,7 +172,7 @@ def _with_head_stats(model: "HookedTransformer", ds: "PromptPairs", comp: Any, n
         tokens = hs.repeated_random_tokens(cfg.d_vocab, n=16, half_len=half, seed=0)
         for col, fn in (("prev_token_score", hs.prev_token_scores), ("induction_score", hs.induction_scores),
                         ("duplicate_token_score", hs.duplicate_token_scores)):
-            s = fn(model, tokens).numpy()
+            s = cached_for_model(model, col, lambda fn=fn: fn(model, tokens).numpy())
             vals = np.full(len(nodes), np.nan)
             vals[heads] = s[lay[heads], hd[heads]]
             nodes[col] = vals

@@ -33,9 +33,10 @@ from circuitdb.attribution.feature_heads import head_frames, head_parts
 from circuitdb.attribution.replacement import ReplacementModel, check_tokens
 from circuitdb.errors import ConfigError
 from circuitdb.graph import AttributionGraph
+from circuitdb.identity import stamp
+from circuitdb.models.dtypes import torch_dtype
 
 log = logging.getLogger(__name__)
-_DTYPES = {"float32": torch.float32, "float64": torch.float64, None: torch.float32}
 
 
 def salient_logits(logits: Float[Tensor, " vocab"], logit_prob: float, max_logits: int) -> tuple[Tensor, Tensor]:
@@ -124,9 +125,7 @@ def attribute_features(model, tokens, dictionaries=None, *, max_feature_nodes: i
 
         model = load_model(model)
     if isinstance(dtype, str) or dtype is None:
-        if dtype not in _DTYPES:
-            raise ConfigError(f"unknown dtype {dtype!r}; valid options: float32, float64")
-        dtype = _DTYPES[dtype]
+        dtype = torch_dtype(dtype, allowed=("float32", "float64")) or torch.float32
     if batch_size < 1 or max_logits < 1 or not (0 < logit_prob <= 1):
         raise ConfigError(f"need batch_size ≥ 1 (got {batch_size}), max_logits ≥ 1 (got {max_logits}) and "
                           f"0 < logit_prob ≤ 1 (got {logit_prob})")
@@ -191,6 +190,7 @@ def attribute_features(model, tokens, dictionaries=None, *, max_feature_nodes: i
                    "n_active_features": int(len(feat_src))},
         "dictionaries": [d.id for d in dicts], "scores": scores,
     }
+    stamp(meta, model, graph_id, inputs=(rm.tokens,), dictionaries=dicts)
     return AttributionGraph(nodes, e["src"], e["dst"], e["weight"], e["channel"], meta)
 
 

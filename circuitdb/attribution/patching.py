@@ -42,6 +42,7 @@ from circuitdb.attribution.eap import (
     baseline_sources, batches, check_ablation, check_batch_size, check_dataset, dataset_mean, metric_values,
 )
 from circuitdb.errors import AttributionError, ConfigError
+from circuitdb.tasks.metrics import resolve_metric
 
 if TYPE_CHECKING:  # pragma: no cover
     from transformer_lens import HookedTransformer
@@ -236,8 +237,6 @@ def run_with_edge_masks(
     """:func:`run_with_edges_patched` for ``k`` masks at once (a sequence, or an array with a leading ``k`` axis):
     the baseline run is shared and the masks ride in the batch (``batch_size // len(batch)`` per forward), e.g. a
     whole faithfulness curve in one call. Returns the ``k`` mean metrics."""
-    from circuitdb.attribution.api import resolve_metric
-
     fn = resolve_metric(metric, dataset)
     with engine_mode(model) as comp:
         ds = [_dense_mask(comp, m, dataset.seq_len) for m in edge_masks]

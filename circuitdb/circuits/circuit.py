@@ -18,6 +18,8 @@ import pandas as pd
 
 from circuitdb.errors import ConfigError
 from circuitdb.graph import CHANNELS, AttributionGraph, encode_channels
+from circuitdb.pruning import PruneResult, prune_result, remove_dead_ends_masks
+from circuitdb.store.base import register_circuit_builder
 
 if TYPE_CHECKING:  # pragma: no cover
     import networkx as nx
@@ -124,6 +126,16 @@ class Circuit:
         return cls.from_record(graph, rec)
 
     @classmethod
+    def from_prune(cls, res: PruneResult, scores: dict[str, Any] | None = None,
+                   source_graph_id: str | None = None) -> "Circuit":
+        """The pruned subgraph of a :class:`~circuitdb.pruning.PruneResult` as a Circuit of ``source_graph_id``
+        (default: the pruned graph's id), with its sizes in ``scores``."""
+        kept_frac = res.n_edges / max(res.graph.n_edges, 1)
+        base = {"n_nodes": res.n_nodes, "n_edges": res.n_edges, "edge_fraction": kept_frac}
+        return cls(res.subgraph(), source_graph_id=source_graph_id or res.graph.id, method=res.method,
+                   params=dict(res.params), scores={**base, **(scores or {})})
+
+    @classmethod
     def from_record(cls, graph: AttributionGraph, rec: dict[str, Any]) -> "Circuit":
         keys = set(rec.get("node_keys") or [])
         node_mask = np.isin(graph.keys, list(keys))
@@ -146,8 +158,6 @@ def circuit_from_store(store: "GraphStore", graph_id: str, prune: str | dict | N
                        **params: Any) -> Circuit:
     """Read ``graph_id`` and prune it. ``prune`` is a method name, a dict ``{"method": ..., **params}``, or None
     (the whole graph as a circuit). ``min_abs_weight=`` (optional) reads only edges at least that strong first."""
-    from circuitdb.circuits.prune import prune_result
-
     min_abs = params.pop("min_abs_weight", None)
     graph = store.read_subgraph(graph_id, min_abs_weight=float(min_abs)) if min_abs else store.read_graph(graph_id)
     if isinstance(prune, dict):
@@ -159,19 +169,19 @@ def circuit_from_store(store: "GraphStore", graph_id: str, prune: str | dict | N
     if method is None:
         return Circuit(graph, source_graph_id=graph_id, method="none", params={},
                        scores={"n_nodes": graph.n_nodes, "n_edges": graph.n_edges, "edge_fraction": 1.0})
-    res = prune_result(graph, method, **params)
-    c = res.circuit(source_graph_id=graph_id)
+    c = Circuit.from_prune(prune_result(graph, method, **params), source_graph_id=graph_id)
     if min_abs:  # pruned from a filtered read: say so, and count the kept fraction against the read
         c = replace(c, params={**c.params, "min_abs_weight": float(min_abs)})
     return c
+
+
+register_circuit_builder(circuit_from_store)  # store.circuit(...) without an import of circuits/ by store/
 
 
 def circuit_from_nodes(graph: AttributionGraph, keys: Any, *, include_kinds: tuple[str, ...] = ("embed", "logit"),
                        method: str = "nodes", params: dict | None = None) -> Circuit:
     """The circuit spanned by node ``keys`` (e.g. the heads a query returned) plus every node of ``include_kinds``:
     all edges among them, then dead-end removal. Unknown keys raise ConfigError."""
-    from circuitdb.circuits.prune import remove_dead_ends_masks
-
     keys = [str(k) for k in keys]
     missing = sorted(set(keys) - set(graph.keys.tolist()))
     if missing:

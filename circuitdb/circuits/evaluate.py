@@ -24,17 +24,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
-from scipy.stats import rankdata
 
-from circuitdb.circuits.circuit import Circuit
-from circuitdb.circuits.prune import _influence, _normalised, logit_weights, prune_result
 from circuitdb.errors import ConfigError
 from circuitdb.graph import AttributionGraph
+from circuitdb.pruning import influence, logit_weights, normalised_weights, prune_result
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
     from transformer_lens import HookedTransformer
 
+    from circuitdb.circuits.circuit import Circuit
     from circuitdb.tasks.base import PromptPairs
 
 log = logging.getLogger(__name__)
@@ -117,13 +116,13 @@ def baselines(model: "HookedTransformer", dataset: "PromptPairs", *, metric: Any
     return Baselines(full, empty)
 
 
-def circuit_metric(model: "HookedTransformer", dataset: "PromptPairs", circuit: Circuit | AttributionGraph, *,
+def circuit_metric(model: "HookedTransformer", dataset: "PromptPairs", circuit: "Circuit | AttributionGraph", *,
                    metric: Any = None, ablation: str = "patch", batch_size: int = 32) -> float:
     """``m(C)``: the mean metric with every edge outside the circuit patched."""
     from circuitdb.attribution.components import component_graph
     from circuitdb.attribution.patching import run_with_edges_patched
 
-    g = circuit.graph if isinstance(circuit, Circuit) else circuit
+    g = circuit if isinstance(circuit, AttributionGraph) else circuit.graph  # a Circuit (duck-typed: no import)
     keep = _model_mask(model, g)
     n = component_graph(model).n_edges
     if keep.size != n:  # a per-position circuit: [max_pos + 1, n_edges] flattened → pad to the dataset's length
@@ -134,7 +133,7 @@ def circuit_metric(model: "HookedTransformer", dataset: "PromptPairs", circuit: 
     return run_with_edges_patched(model, dataset, ~keep, ablation, metric, batch_size=batch_size)
 
 
-def faithfulness(model: "HookedTransformer", dataset: "PromptPairs", circuit: Circuit | AttributionGraph, *,
+def faithfulness(model: "HookedTransformer", dataset: "PromptPairs", circuit: "Circuit | AttributionGraph", *,
                  metric: Any = None, ablation: str = "patch", batch_size: int = 32,
                  base: Baselines | None = None) -> float:
     """MIB faithfulness of a component circuit (module docstring)."""
@@ -143,8 +142,8 @@ def faithfulness(model: "HookedTransformer", dataset: "PromptPairs", circuit: Ci
     return base.faithfulness(m)
 
 
-def evaluate_circuit(model: "HookedTransformer", dataset: "PromptPairs", circuit: Circuit, *, metric: Any = None,
-                     ablation: str = "patch", batch_size: int = 32, base: Baselines | None = None) -> Circuit:
+def evaluate_circuit(model: "HookedTransformer", dataset: "PromptPairs", circuit: "Circuit", *, metric: Any = None,
+                     ablation: str = "patch", batch_size: int = 32, base: Baselines | None = None) -> "Circuit":
     """The circuit with ``faithfulness``, ``m_circuit``, ``m_full``, ``m_empty`` added to its scores."""
     base = base or baselines(model, dataset, metric=metric, ablation=ablation, batch_size=batch_size)
     m = circuit_metric(model, dataset, circuit, metric=metric, ablation=ablation, batch_size=batch_size)
@@ -181,8 +180,20 @@ def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
     n_pos, n_neg = int(y.sum()), int((~y).sum())
     if n_pos == 0 or n_neg == 0:
         raise ConfigError(f"ROC AUC needs both positives and negatives; got {n_pos} positive, {n_neg} negative")
-    r = rankdata(s)
+    r = _average_ranks(s)
     return float((r[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def _average_ranks(x: np.ndarray) -> np.ndarray:
+    """1-based ranks of ``x``, ties sharing their average rank."""
+    order = np.argsort(x, kind="stable")
+    xs = x[order]
+    starts = np.flatnonzero(np.r_[True, xs[1:] != xs[:-1]])
+    ends = np.r_[starts[1:], len(xs)]
+    avg = (starts + ends + 1) / 2.0  # mean of ranks starts+1 .. ends
+    out = np.empty(len(x))
+    out[order] = np.repeat(avg, ends - starts)
+    return out
 
 
 def node_scores(graph: AttributionGraph, how: str = "abs_sum") -> np.ndarray:
@@ -196,7 +207,7 @@ def node_scores(graph: AttributionGraph, how: str = "abs_sum") -> np.ndarray:
         np.maximum.at(out, graph.dst, a)
         return out
     if how == "influence":
-        return _influence(graph, _normalised(graph, np.ones(graph.n_edges, bool)), logit_weights(graph))
+        return influence(graph, normalised_weights(graph, np.ones(graph.n_edges, bool)), logit_weights(graph))
     raise ConfigError(f"unknown node score {how!r}; valid options: abs_max, abs_sum, influence")
 
 
@@ -240,9 +251,9 @@ def graph_scores(graph: AttributionGraph) -> dict[str, float]:
     err = np.isin(kinds, ("error", "mlp"))
     if not err.any():
         return {"replacement": 1.0, "completeness": 1.0}
-    a_hat = _normalised(g, np.ones(g.n_edges, bool))
+    a_hat = normalised_weights(g, np.ones(g.n_edges, bool))
     w = logit_weights(g)
-    infl = _influence(g, a_hat, w)
+    infl = influence(g, a_hat, w)
     tok, e_inf = infl[kinds == "embed"].sum(), infl[err].sum()
     replacement = float(tok / (tok + e_inf)) if tok + e_inf > 0 else float("nan")
     from_err = np.bincount(g.dst, np.where(err[g.src], a_hat, 0.0), g.n_nodes)
@@ -253,7 +264,7 @@ def graph_scores(graph: AttributionGraph) -> dict[str, float]:
     return {"replacement": replacement, "completeness": completeness}
 
 
-def feature_ablation_effect(graph: AttributionGraph, keep: Circuit | np.ndarray | Iterable[str]) -> "pd.DataFrame":
+def feature_ablation_effect(graph: AttributionGraph, keep: "Circuit | np.ndarray | Iterable[str]") -> "pd.DataFrame":
     """Logit effect of ablating every node outside a feature circuit, in the frozen replacement model linearised at
     the clean run (attention patterns, LayerNorm scales and the features' on/off gates frozen), computed on the graph.
 
@@ -267,7 +278,7 @@ def feature_ablation_effect(graph: AttributionGraph, keep: Circuit | np.ndarray 
     """
     import pandas as pd
 
-    if isinstance(keep, Circuit):
+    if hasattr(keep, "node_keys"):  # a Circuit
         keep = keep.node_keys
     if isinstance(keep, np.ndarray) and keep.dtype == bool:
         if keep.shape != (graph.n_nodes,):

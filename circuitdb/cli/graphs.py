@@ -26,22 +26,16 @@ def _console():
     return Console()
 
 
-def _jsonable(v: Any) -> Any:
-    import numpy as np
-
-    if isinstance(v, np.generic):
-        v = v.item()
-    if isinstance(v, float) and v != v:  # NaN
-        return None
-    return v
-
-
 def _print_json(obj: Any) -> None:
-    typer.echo(json.dumps(obj, indent=1, default=_jsonable, sort_keys=False))
+    from circuitdb.plain import plain_value
+
+    typer.echo(json.dumps(plain_value(obj, nan_to_none=True), indent=1, sort_keys=False, default=str))
 
 
 def _records(df) -> list[dict[str, Any]]:
-    return [{k: _jsonable(v) for k, v in rec.items()} for rec in df.to_dict("records")]
+    from circuitdb.plain import plain_value
+
+    return [{k: plain_value(v, nan_to_none=True) for k, v in rec.items()} for rec in df.to_dict("records")]
 
 
 @graphs_app.command("list")
@@ -94,12 +88,14 @@ def show_cmd(graph_id: str = typer.Argument(..., metavar="ID", help="Graph id (s
         return
     from rich.table import Table
 
+    from circuitdb.plain import plain_value
+
     con = _console()
     meta = Table(title=f"graph {graph.id}: {graph.n_nodes:,} nodes, {graph.n_edges:,} edges", show_header=False)
     meta.add_column("field", style="bold")
     meta.add_column("value", overflow="fold")
     for k, v in sorted(info["meta"].items()):
-        meta.add_row(str(k), v if isinstance(v, str) else json.dumps(v, default=_jsonable))
+        meta.add_row(str(k), v if isinstance(v, str) else json.dumps(plain_value(v, nan_to_none=True), default=str))
     meta.add_row("nodes by kind", ", ".join(f"{k} {n}" for k, n in info["nodes_by_kind"].items()))
     con.print(meta)
     if info["top_edges"]:

@@ -75,7 +75,7 @@ def loss_fn(model, tokens: Tensor) -> Tensor:  # noqa: ANN001
 
 def evaluate(model, seed: int = 123) -> dict:  # noqa: ANN001
     """Per-head scores on repeated random tokens (the test's definition) plus copying accuracy."""
-    from circuitdb.attribution.head_stats import induction_scores, prev_token_scores, repeated_random_tokens
+    from circuitdb.models.attention_scores import induction_scores, prev_token_scores, repeated_random_tokens
 
     cfg = model.cfg
     half = (cfg.n_ctx - 1) // 2

@@ -90,3 +90,22 @@ def get_metric(name_or_callable: MetricLike) -> Callable:
         if key in METRICS:
             return METRICS[key]
     raise ConfigError(one_of(name_or_callable, list(METRICS), "metric") + " (or any callable (logits, batch) -> [batch])")
+
+
+def default_metric_name(dataset: PromptPairs) -> str:
+    """The dataset's ``meta["metric"]``, else logit difference when it has wrong tokens, else log-prob."""
+    return str(dataset.meta.get("metric") or ("logit_diff" if dataset.wrong is not None else "logprob"))
+
+
+def resolve_metric(metric: MetricLike | None, dataset: PromptPairs) -> Callable:
+    """A metric callable from a name or callable; ``None`` → :func:`default_metric_name` of the dataset."""
+    return get_metric(default_metric_name(dataset) if metric is None else metric)
+
+
+def metric_name(metric: MetricLike | None, dataset: PromptPairs) -> str:
+    """The name recorded in a graph's metadata for ``metric``."""
+    if metric is None:
+        return default_metric_name(dataset)
+    if isinstance(metric, str):
+        return metric
+    return str(getattr(metric, "__name__", type(metric).__name__))

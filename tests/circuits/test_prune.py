@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from fixture_graphs import component_graph, random_dag, tiny_graph
 
+from circuitdb.circuits.circuit import Circuit
 from circuitdb.circuits.prune import (
     find_threshold, greedy_prune, influence_prune, prune, prune_result, threshold_prune, topn_prune,
 )
@@ -128,7 +129,7 @@ def test_greedy_grows_from_logits():
     assert res.n_edges <= 40
     # every kept edge lies on a path to the logits: reverse reachability inside the circuit
     keys = g.keys
-    c = res.circuit().to_networkx()
+    c = Circuit.from_prune(res).to_networkx()
     import networkx as nx
 
     assert set(c.nodes) - {"E"} <= nx.ancestors(c, "LOGITS") | {"LOGITS"}
