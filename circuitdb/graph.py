@@ -357,11 +357,15 @@ class AttributionGraph:
             g.add_edge(s, t, weight=w, abs_weight=abs(w), channel=CHANNELS[c])
         return g
 
-    def _repr_html_(self) -> str:
-        """The interactive offline view (:func:`circuitdb.render.html.to_html`) inside a notebook cell."""
-        from circuitdb.render.html import notebook_html
+    def _repr_html_(self) -> str | None:
+        """The interactive offline view inside a notebook cell (registered by :mod:`circuitdb.render`, which the
+        ``circuitdb`` facade imports; plain ``repr`` until then)."""
+        view = HTML_VIEWS.get("notebook")
+        return view(self) if view is not None else None
 
-        return notebook_html(self)
+
+#: notebook views by name, filled by :mod:`circuitdb.render` (a higher layer: graph.py never imports it)
+HTML_VIEWS: dict[str, Any] = {}
 
 
 def encode_channels(values: Any) -> np.ndarray:

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from circuitdb.errors import ConfigError
-from circuitdb.graph import CHANNELS, AttributionGraph, encode_channels
+from circuitdb.graph import CHANNELS, HTML_VIEWS, AttributionGraph, encode_channels
 from circuitdb.pruning import PruneResult, prune_result, remove_dead_ends_masks
 from circuitdb.store.base import register_circuit_builder
 
@@ -87,11 +87,10 @@ class Circuit:
         g.graph.update(graph_id=self.source_graph_id, method=self.method, name=self.name)
         return g
 
-    def _repr_html_(self) -> str:
-        """The interactive offline view of the circuit inside a notebook cell."""
-        from circuitdb.render.html import notebook_html
-
-        return notebook_html(self)
+    def _repr_html_(self) -> str | None:
+        """The interactive offline view of the circuit inside a notebook cell (see AttributionGraph._repr_html_)."""
+        view = HTML_VIEWS.get("notebook")
+        return view(self) if view is not None else None
 
     def evaluate(self, model: Any, dataset: Any, **kwargs: Any) -> "Circuit":
         """A copy with MIB faithfulness on ``model`` (object or zoo/pretrained name) and ``dataset`` (PromptPairs or a

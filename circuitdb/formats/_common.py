@@ -65,31 +65,17 @@ def finite_or_none(x: Any) -> float | None:
     return None if math.isnan(x) else x
 
 
-def circuit_tracer_influence(n: int, src: np.ndarray, dst: np.ndarray, weight: np.ndarray, logit_weights: np.ndarray,
-                             max_iter: int = 1000) -> np.ndarray:
-    """circuit-tracer's node influence ``w (Â + Â² + …)`` with ``Â`` the row-normalised ``|A|`` (rows = targets)."""
-    from scipy import sparse
+def graph_influence(graph: Any) -> np.ndarray:
+    """circuit-tracer's node influence ``w (Â + Â² + …)`` over the whole graph (:mod:`circuitdb.pruning`'s one
+    implementation), logit weights from the logits' ``probability``."""
+    from circuitdb.pruning import influence, logit_weights, normalised_weights
 
-    a = sparse.csr_matrix((np.abs(weight), (dst, src)), shape=(n, n))
-    rs = np.asarray(a.sum(1)).ravel()
-    a = sparse.diags(1.0 / np.maximum(rs, 1e-10)) @ a
-    at = a.T.tocsr()
-    cur = at @ logit_weights
-    total = cur.copy()
-    for _ in range(max_iter):
-        if not cur.any():
-            return total
-        cur = at @ cur
-        total += cur
-    raise GraphValidationError(f"influence did not converge after {max_iter} steps: the graph has a cycle")
+    return influence(graph, normalised_weights(graph, np.ones(graph.n_edges, bool)), logit_weights(graph))
 
 
 def cumulative_scores(influence: np.ndarray) -> np.ndarray:
     """circuit-tracer's cumulative score: a node's share of total influence counting every node at least as
     influential (the most influential node gets its own share, the least 1.0)."""
-    v = np.nan_to_num(np.asarray(influence, dtype=np.float64), nan=0.0)
-    order = np.argsort(-v, kind="stable")
-    total = v.sum()
-    out = np.zeros_like(v)
-    out[order] = np.cumsum(v[order]) / (total if total > 0 else 1.0)
-    return out
+    from circuitdb.pruning import _cumulative
+
+    return _cumulative(np.nan_to_num(np.asarray(influence, dtype=np.float64), nan=0.0))[1]

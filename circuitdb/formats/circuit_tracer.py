@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from circuitdb.errors import ConfigError, GraphValidationError
-from circuitdb.formats._common import circuit_tracer_influence
+from circuitdb.formats._common import graph_influence
 from circuitdb.graph import AttributionGraph
 
 REQUIRED = ("input_string", "input_tokens", "logit_tokens", "active_features", "adjacency_matrix",
@@ -90,17 +90,16 @@ def read_circuit_tracer(path_or_dict: Any, *, token_labels: list[str] | None = N
     nodes = pd.DataFrame(rows)
     dst, src = np.nonzero(adj)
     w = adj[dst, src]
-    lw = np.zeros(n)
-    lw[n - K:] = probs
-    infl = circuit_tracer_influence(n, src, dst, w, lw)
-    infl[n - K:] = np.nan
-    nodes["influence"] = infl
     scan = d.get("scan")
     meta = {"model": str(getattr(cfg, "model_name", None) or (scan if isinstance(scan, str) else "unknown")),
             "granularity": "feature", "method": "circuit-tracer", "metric": "logit", "prompt": str(d["input_string"]),
             "tokens": tokens.tolist(), "params": {"scan": scan, "n_active_features": int(len(active))},
             "dictionaries": list(scan) if isinstance(scan, list) else ([scan] if scan else [])}
-    return AttributionGraph(nodes, src, dst, w, None, meta)
+    graph = AttributionGraph(nodes, src, dst, w, None, meta)
+    infl = graph_influence(graph)
+    infl[n - K:] = np.nan
+    graph.nodes["influence"] = infl
+    return graph
 
 
 def _array(d: dict[str, Any], name: str, dtype: Any) -> np.ndarray:

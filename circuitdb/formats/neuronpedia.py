@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from circuitdb.errors import ConfigError, GraphValidationError, one_of
 from circuitdb.formats._common import (
-    circuit_tracer_influence, cumulative_scores, finite_or_none, read_json, validation_message,
+    cumulative_scores, finite_or_none, graph_influence, read_json, validation_message,
 )
 from circuitdb.graph import CHANNELS, FLOAT_COLUMNS, INT_COLUMNS, NODE_COLUMNS, AttributionGraph, encode_channels
 
@@ -206,9 +206,7 @@ def _cumulative(graph: AttributionGraph, reference: AttributionGraph | None) -> 
     infl = ref.nodes["influence"].to_numpy(dtype=np.float64)
     non_logit = (ref.nodes["kind"] != "logit").to_numpy()
     if not np.isfinite(infl[non_logit]).any():
-        lw = np.nan_to_num(ref.nodes["probability"].to_numpy(dtype=np.float64), nan=0.0)
-        lw[non_logit] = 0.0
-        infl = circuit_tracer_influence(ref.n_nodes, ref.src, ref.dst, ref.weight, lw)
+        infl = graph_influence(ref)
     cum = pd.Series(cumulative_scores(infl), index=ref.keys)
     return cum.reindex(graph.keys).to_numpy()
 

@@ -39,10 +39,9 @@ def feature_graph(*, n_layers: int = 2, n_pos: int = 4, n_feat: int = 3, seed: i
                          {"id": "g-feat", "model": "toy-2l", "granularity": "feature", "method": "replacement",
                           "metric": "logit", "prompt": "a b c d", "tokens": [10, 11, 12, 13],
                           "dictionaries": [f"tc-L{l}" for l in range(n_layers)], "created_at": "2026-01-01T00:00:00"})
-    from circuitdb.formats._common import circuit_tracer_influence
+    from circuitdb.formats._common import graph_influence
 
-    lw = np.nan_to_num(g.nodes["probability"].to_numpy(), nan=0.0)
-    infl = circuit_tracer_influence(g.n_nodes, g.src, g.dst, g.weight, lw)
+    infl = graph_influence(g)
     infl[(g.nodes["kind"] == "logit").to_numpy()] = np.nan
     g.nodes["influence"] = infl
     return g
