@@ -51,7 +51,7 @@ def resolve_model(model: "HookedTransformer | str", dtype: "torch.dtype | str | 
 
 def resolve_dataset(dataset: Any, model: "HookedTransformer", **task_kw: Any) -> "PromptPairs":
     """PromptPairs from a PromptPairs, a task name / ``.jsonl`` path, a dict, or a tuple of tensors
-    ``(clean, corrupted, answer[, wrong[, answer_pos]])``; checked against the model's vocabulary and context."""
+    ``(clean, corrupted[, answer[, wrong[, answer_pos]]])``; checked against the model's vocabularies and context."""
     from circuitdb.attribution.eap import check_dataset
     from circuitdb.tasks.base import PromptPairs
 
@@ -64,17 +64,17 @@ def resolve_dataset(dataset: Any, model: "HookedTransformer", **task_kw: Any) ->
     elif isinstance(dataset, dict):
         allowed = {"clean", "corrupted", "answer", "wrong", "answer_pos", "name", "texts"}
         bad = sorted(set(dataset) - allowed)
-        missing = sorted({"clean", "corrupted", "answer"} - set(dataset))
+        missing = sorted({"clean", "corrupted"} - set(dataset))
         if bad or missing:
             raise ConfigError(f"dataset dict: unknown keys {bad}, missing keys {missing}; valid keys: "
                               f"{', '.join(sorted(allowed))}")
         ds = PromptPairs(**{k: _long(v, k) if k not in ("name", "texts") else v for k, v in dataset.items()})
-    elif isinstance(dataset, (tuple, list)) and 3 <= len(dataset) <= 5:
+    elif isinstance(dataset, (tuple, list)) and 2 <= len(dataset) <= 5:
         names = ("clean", "corrupted", "answer", "wrong", "answer_pos")
         ds = PromptPairs(*[_long(v, nm) for v, nm in zip(dataset, names)])
     else:
-        raise ConfigError(f"dataset must be PromptPairs, a task name, a dict or a tuple (clean, corrupted, answer"
-                          f"[, wrong]); got {type(dataset).__name__}")
+        raise ConfigError(f"dataset must be PromptPairs, a task name, a dict or a tuple (clean, corrupted"
+                          f"[, answer[, wrong[, answer_pos]]]); got {type(dataset).__name__}")
     check_dataset(model, ds)
     return ds
 
@@ -82,8 +82,11 @@ def resolve_dataset(dataset: Any, model: "HookedTransformer", **task_kw: Any) ->
 def _long(v: Any, name: str) -> torch.Tensor:
     if v is None:
         return None  # type: ignore[return-value]
-    t = torch.as_tensor(v)
-    if t.is_floating_point() or t.is_complex():
+    try:
+        t = torch.as_tensor(v)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise ConfigError(f"dataset {name} must be integer token ids (a tensor or nested lists of one shape): {e}") from e
+    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
         raise ConfigError(f"dataset {name} must hold integer token ids/positions, got dtype {t.dtype}")
     return t.long()
 
