@@ -100,7 +100,8 @@ def test_rows_are_complete(model64, tcs):
 
 def test_graph_edges_match_rows_and_metadata(model64, tcs):
     toks = prompt()
-    g = attribute_features(model64, toks, tcs, heads=False, dtype="float64", progress=False, batch_size=7)
+    g = attribute_features(model64, toks, tcs, heads=False, dtype="float64", progress=False, batch_size=7,
+                           prune=None)
     rm = ReplacementModel.build(model64, toks, tcs)
     keys = source_keys(rm)
     lg = g.nodes[g.nodes.kind == "logit"]
@@ -162,8 +163,8 @@ def test_zeroing_a_head_removes_its_part(model64, tcs):
 
 
 def test_max_feature_nodes_visits_influential_features(model64, tcs):
-    g_all = attribute_features(model64, prompt(), tcs, heads=False, dtype="float64", progress=False)
-    g_cap = attribute_features(model64, prompt(), tcs, heads=False, dtype="float64", progress=False,
+    g_all = attribute_features(model64, prompt(), tcs, heads=False, dtype="float64", progress=False, prune=None)
+    g_cap = attribute_features(model64, prompt(), tcs, heads=False, dtype="float64", progress=False, prune=None,
                                max_feature_nodes=12, batch_size=4)
     feats = g_cap.nodes[g_cap.nodes.kind == "feature"]
     assert len(feats) == 12
