@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 
 ALWAYS_KEPT = ("embed", "logit")
 NEEDS_INPUT = ("head", "mlp", "feature")
+ERROR_KINDS = ("error", "mlp")  # frozen MLPs count as errors in the graph scores
 
 
 @dataclass(frozen=True, eq=False)
@@ -199,13 +200,20 @@ def influence(graph: AttributionGraph, a_hat: np.ndarray, w: np.ndarray, max_ite
               group: np.ndarray | None = None) -> np.ndarray:
     """``I = Σ_{k≥1} (Âᵀ)^k w`` by propagation from targets to sources until it vanishes (a DAG) or ``max_iter``.
     With ``group`` a grouped head passes its total influence (all positions) back through all its in-edges.
-    The one implementation of influence: pruning, node scores and graph scores all call it."""
+    The one implementation of influence: pruning, node scores and graph scores all call it (the feature engine's
+    dense row blocks through :func:`propagate`)."""
     n = graph.n_nodes
     keep = a_hat != 0
     src, a = graph.src[keep], a_hat[keep]
     cols = graph.dst[keep] if group is None else group[graph.dst[keep]]
     step = lambda x: np.bincount(src, weights=a * x[cols], minlength=n)  # noqa: E731 - (Âᵀ x)[s]
-    cur = step(w)
+    return propagate(step, w, n, max_iter, group, f"graph {graph.id!r}")
+
+
+def propagate(step: Callable[[np.ndarray], np.ndarray], w: np.ndarray, n: int, max_iter: int | None = None,
+              group: np.ndarray | None = None, what: str = "the graph") -> np.ndarray:
+    """The influence series ``Σ_{k≥1} step^k(w)`` for any ``step(x) = Âᵀ x`` (edge arrays or dense row blocks)."""
+    cur = step(np.asarray(w, dtype=np.float64))
     total = cur.copy()
     limit = max_iter or n + 1
     for _ in range(limit):
@@ -213,20 +221,51 @@ def influence(graph: AttributionGraph, a_hat: np.ndarray, w: np.ndarray, max_ite
             return total
         cur = step(grouped(cur, group))
         total += cur
-    raise ConfigError(f"influence did not converge after {limit} steps: graph {graph.id!r} has a cycle")
+    raise ConfigError(f"influence did not converge after {limit} steps: {what} has a cycle")
+
+
+def scores_from(infl: np.ndarray, w: np.ndarray, kinds: np.ndarray, error_share: np.ndarray) -> dict[str, float]:
+    """circuit-tracer's replacement and completeness from node influence ``infl``, target weights ``w``, node kinds and
+    each node's share of normalised in-weight from error nodes (``error``/``mlp``; 0 for nodes without in-edges)."""
+    err = np.isin(kinds, ERROR_KINDS)
+    if not err.any():
+        return {"replacement": 1.0, "completeness": 1.0}
+    tok, e_inf = infl[kinds == "embed"].sum(), infl[err].sum()
+    replacement = float(tok / (tok + e_inf)) if tok + e_inf > 0 else float("nan")
+    out = infl + w
+    return {"replacement": replacement, "completeness": float(((1.0 - error_share) * out).sum() / max(out.sum(), 1e-30))}
+
+
+def graph_scores(graph: AttributionGraph) -> dict[str, float]:
+    """:func:`scores_from` of a plain feature graph (no head nodes) over all its edges."""
+    kinds = graph.nodes["kind"].to_numpy()
+    a_hat = normalised_weights(graph, np.ones(graph.n_edges, bool))
+    w = logit_weights(graph)
+    err = np.isin(kinds, ERROR_KINDS)
+    from_err = np.bincount(graph.dst, np.where(err[graph.src], a_hat, 0.0), graph.n_nodes)
+    return scores_from(influence(graph, a_hat, w), w, kinds, from_err)
 
 
 # ----------------------------------------------------------------------------------------------- pruners
 def influence_prune(graph: AttributionGraph, node_threshold: float = 0.8, edge_threshold: float = 0.98) -> PruneResult:
     """circuit-tracer's influence pruning (module docstring), then repeated dead-end removal."""
+    return influence_prune_given(graph, None, node_threshold, edge_threshold)
+
+
+def influence_prune_given(graph: AttributionGraph, node_influence: np.ndarray | None, node_threshold: float = 0.8,
+                          edge_threshold: float = 0.98) -> PruneResult:
+    """:func:`influence_prune` with the first pass's node influence given (``None``: computed here). The feature
+    engine knows it from its dense rows and passes only the edges among nodes above the node threshold."""
     node_threshold = _check_fraction("node_threshold", node_threshold)
     edge_threshold = _check_fraction("edge_threshold", edge_threshold)
     keep_always, _, _ = _kind_masks(graph)
     w = logit_weights(graph)
     group = head_groups(graph)
     group = None if (group == np.arange(graph.n_nodes)).all() else group
-    all_edges = np.ones(graph.n_edges, bool)
-    infl = influence(graph, normalised_weights(graph, all_edges, group), w, group=group)
+    if node_influence is None:
+        infl = influence(graph, normalised_weights(graph, np.ones(graph.n_edges, bool), group), w, group=group)
+    else:
+        infl = np.asarray(node_influence, dtype=np.float64)
     node_mask = (infl >= find_threshold(infl, node_threshold)) | keep_always
     if group is not None:  # a kept head keeps its nodes at every position (their inputs act through attention)
         node_mask = (grouped(node_mask.astype(float), group) > 0)[group]

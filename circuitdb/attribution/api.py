@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from circuitdb.errors import ConfigError, one_of
+from circuitdb.identity import cached_for_model, stamp
 from circuitdb.models.dtypes import torch_dtype
 from circuitdb.plain import json_fields
 from circuitdb.tasks.metrics import metric_name, resolve_metric  # noqa: F401 - re-exported (metrics live in tasks/)
@@ -28,7 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
-ATTRIBUTE_METHODS = ("eap", "eap-ig", "patching")
+ATTRIBUTE_METHODS = ("eap", "eap-ig", "patching", "eap-ig+patching")
 N_EXAMPLE_PROMPTS = 3
 
 
@@ -50,7 +51,7 @@ def resolve_model(model: "HookedTransformer | str", dtype: "torch.dtype | str | 
 
 def resolve_dataset(dataset: Any, model: "HookedTransformer", **task_kw: Any) -> "PromptPairs":
     """PromptPairs from a PromptPairs, a task name / ``.jsonl`` path, a dict, or a tuple of tensors
-    ``(clean, corrupted, answer[, wrong[, answer_pos]])``; checked against the model's vocabulary and context."""
+    ``(clean, corrupted[, answer[, wrong[, answer_pos]]])``; checked against the model's vocabularies and context."""
     from circuitdb.attribution.eap import check_dataset
     from circuitdb.tasks.base import PromptPairs
 
@@ -63,17 +64,17 @@ def resolve_dataset(dataset: Any, model: "HookedTransformer", **task_kw: Any) ->
     elif isinstance(dataset, dict):
         allowed = {"clean", "corrupted", "answer", "wrong", "answer_pos", "name", "texts"}
         bad = sorted(set(dataset) - allowed)
-        missing = sorted({"clean", "corrupted", "answer"} - set(dataset))
+        missing = sorted({"clean", "corrupted"} - set(dataset))
         if bad or missing:
             raise ConfigError(f"dataset dict: unknown keys {bad}, missing keys {missing}; valid keys: "
                               f"{', '.join(sorted(allowed))}")
         ds = PromptPairs(**{k: _long(v, k) if k not in ("name", "texts") else v for k, v in dataset.items()})
-    elif isinstance(dataset, (tuple, list)) and 3 <= len(dataset) <= 5:
+    elif isinstance(dataset, (tuple, list)) and 2 <= len(dataset) <= 5:
         names = ("clean", "corrupted", "answer", "wrong", "answer_pos")
         ds = PromptPairs(*[_long(v, nm) for v, nm in zip(dataset, names)])
     else:
-        raise ConfigError(f"dataset must be PromptPairs, a task name, a dict or a tuple (clean, corrupted, answer"
-                          f"[, wrong]); got {type(dataset).__name__}")
+        raise ConfigError(f"dataset must be PromptPairs, a task name, a dict or a tuple (clean, corrupted"
+                          f"[, answer[, wrong[, answer_pos]]]); got {type(dataset).__name__}")
     check_dataset(model, ds)
     return ds
 
@@ -81,8 +82,11 @@ def resolve_dataset(dataset: Any, model: "HookedTransformer", **task_kw: Any) ->
 def _long(v: Any, name: str) -> torch.Tensor:
     if v is None:
         return None  # type: ignore[return-value]
-    t = torch.as_tensor(v)
-    if t.is_floating_point() or t.is_complex():
+    try:
+        t = torch.as_tensor(v)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise ConfigError(f"dataset {name} must be integer token ids (a tensor or nested lists of one shape): {e}") from e
+    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
         raise ConfigError(f"dataset {name} must hold integer token ids/positions, got dtype {t.dtype}")
     return t.long()
 
@@ -91,14 +95,16 @@ def attribute(
     model: "HookedTransformer | str", dataset: Any, method: str = "eap-ig", metric: Any = None,
     ablation: str = "patch", *, ig_steps: int = 5, batch_size: int = 32, per_position: bool = False,
     dtype: "torch.dtype | str | None" = None, progress: bool = True, graph_id: str | None = None,
-    head_stats: bool = True, n: int | None = None, seed: int = 0,
+    head_stats: bool = True, n: int | None = None, seed: int = 0, verify: dict | None = None,
 ) -> "AttributionGraph":
     """The component attribution graph of ``model`` on ``dataset`` (see module doc).
 
     ``model``: a HookedTransformer or a name for :func:`circuitdb.models.load_model`. ``dataset``: PromptPairs, a
     task name (then ``load_task(name, model, n=n, seed=seed)``), a dict or tuple of tensors. ``metric``: a name
     (``logit_diff``, ``logprob``, ``kl``) or callable ``(logits, batch) -> [batch]``. ``method``: ``eap``,
-    ``eap-ig`` (``ig_steps`` interpolation points) or ``patching`` (exact, one patched run per edge).
+    ``eap-ig`` (``ig_steps`` interpolation points), ``patching`` (exact, one patched run per edge) or
+    ``eap-ig+patching`` (EAP-IG, with the edges it cannot rank re-scored by exact patching; ``verify`` holds its
+    ``near_zero`` / ``top_k``, see :mod:`circuitdb.attribution.verified`).
     ``ablation``: ``patch`` (corrupted prompts), ``zero`` or ``mean``. ``dtype``: compute dtype (``float64`` for
     verification; default the model's). With ``head_stats`` nodes carry previous-token / induction / duplicate-token
     scores and direct logit attribution.
@@ -118,7 +124,18 @@ def attribute(
     fn = resolve_metric(metric, ds)
     comp = component_graph(model)
     scores_extra: dict[str, float] = {}
-    if method == "patching":
+    if method == "eap-ig+patching":
+        from circuitdb.attribution.verified import VerifiedConfig, verified_scores
+
+        if per_position:
+            raise ConfigError("method 'eap-ig+patching' computes component graphs only (per_position=False)")
+        vcfg = VerifiedConfig(ig_steps=ig_steps, ablation=ablation, batch_size=batch_size, progress=progress,
+                              **(verify or {}))
+        vres = verified_scores(model, ds, fn, vcfg)
+        verify = {"near_zero": vcfg.near_zero, "top_k": vcfg.top_k}
+        dense = vres.scores.numpy()
+        scores_extra.update(vres.summary())
+    elif method == "patching":
         from circuitdb.attribution.patching import exact_edge_scores
 
         edge_w = exact_edge_scores(model, ds, fn, ablation=ablation, per_position=per_position,
@@ -133,6 +150,10 @@ def attribute(
         scores_extra["clean_metric"] = res.clean_metric
         if res.baseline_metric is not None:
             scores_extra["corrupted_metric"] = res.baseline_metric
+    from circuitdb.attribution.verified import warn_if_all_zero
+
+    warn_if_all_zero(dense[..., comp.edge_rcv, comp.edge_src], method, metric_name(metric, ds),
+                     scores_extra.get("clean_metric"))
     tokens = None
     if per_position:
         col = ds.clean
@@ -144,7 +165,8 @@ def attribute(
         "model": str(model.cfg.model_name), "granularity": "component", "method": method,
         "metric": metric_name(metric, ds),
         "params": {
-            "ablation": ablation, "ig_steps": ig_steps if method == "eap-ig" else None, "batch_size": batch_size,
+            "ablation": ablation, "ig_steps": ig_steps if method.startswith("eap-ig") else None,
+            "batch_size": batch_size,
             "per_position": per_position, "dtype": str(model.cfg.dtype).replace("torch.", ""),
             "dataset": ds.name, "n": len(ds), "seq_len": ds.seq_len, "task": json_fields(ds.meta),
         },
@@ -152,8 +174,9 @@ def attribute(
         "tokens": ds.clean[:N_EXAMPLE_PROMPTS].tolist(),
         "scores": scores_extra,
     }
-    if graph_id:
-        meta["id"] = graph_id
+    if method == "eap-ig+patching":
+        meta["params"]["verify"] = verify
+    stamp(meta, model, graph_id, inputs=(ds.clean, ds.corrupted, ds.answer, ds.wrong, ds.answer_pos))
     return AttributionGraph.from_frames(nodes, edges, meta)
 
 
@@ -172,7 +195,7 @@ def _with_head_stats(model: "HookedTransformer", ds: "PromptPairs", comp: Any, n
         tokens = hs.repeated_random_tokens(cfg.d_vocab, n=16, half_len=half, seed=0)
         for col, fn in (("prev_token_score", hs.prev_token_scores), ("induction_score", hs.induction_scores),
                         ("duplicate_token_score", hs.duplicate_token_scores)):
-            s = fn(model, tokens).numpy()
+            s = cached_for_model(model, col, lambda fn=fn: fn(model, tokens).numpy())
             vals = np.full(len(nodes), np.nan)
             vals[heads] = s[lay[heads], hd[heads]]
             nodes[col] = vals

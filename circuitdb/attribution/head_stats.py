@@ -45,7 +45,7 @@ def direct_logit_attribution(model: "HookedTransformer", dataset: "PromptPairs")
     Without ``wrong`` the direction is the answer's unembedding minus the mean unembedding. Mean over the dataset.
     """
     cfg = model.cfg
-    dataset.check_model(cfg.d_vocab, cfg.n_ctx)
+    dataset.check_fits(model)
     tokens = dataset.clean.to(cfg.device)
     rows = torch.arange(len(dataset), device=cfg.device)
     pos = dataset.answer_pos.to(cfg.device)

@@ -27,6 +27,7 @@ import numpy as np
 
 from circuitdb.errors import ConfigError
 from circuitdb.graph import AttributionGraph
+from circuitdb.pruning import graph_scores as plain_graph_scores
 from circuitdb.pruning import influence, logit_weights, normalised_weights, prune_result
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -246,22 +247,7 @@ def graph_scores(graph: AttributionGraph) -> dict[str, float]:
     Head nodes (each a part of edges into one target) are collapsed back into plain edges first
     (:func:`circuitdb.attribution.feature_heads.collapse_heads`); frozen-MLP nodes count as errors (as in
     :mod:`circuitdb.attribution.features`)."""
-    g = _collapsed(graph)
-    kinds = g.nodes["kind"].to_numpy()
-    err = np.isin(kinds, ("error", "mlp"))
-    if not err.any():
-        return {"replacement": 1.0, "completeness": 1.0}
-    a_hat = normalised_weights(g, np.ones(g.n_edges, bool))
-    w = logit_weights(g)
-    infl = influence(g, a_hat, w)
-    tok, e_inf = infl[kinds == "embed"].sum(), infl[err].sum()
-    replacement = float(tok / (tok + e_inf)) if tok + e_inf > 0 else float("nan")
-    from_err = np.bincount(g.dst, np.where(err[g.src], a_hat, 0.0), g.n_nodes)
-    has_in = np.bincount(g.dst, minlength=g.n_nodes) > 0
-    non_err = np.where(has_in, 1.0 - from_err, 1.0)
-    out = infl + w
-    completeness = float((non_err * out).sum() / out.sum())
-    return {"replacement": replacement, "completeness": completeness}
+    return plain_graph_scores(_collapsed(graph))
 
 
 def feature_ablation_effect(graph: AttributionGraph, keep: "Circuit | np.ndarray | Iterable[str]") -> "pd.DataFrame":

@@ -96,7 +96,8 @@ def test_feature_graph_scores_match_the_engine(tmp_path):
     from circuitdb.store.base import open_store
 
     model = tiny_model()
-    g = circuitdb.attribute_features(model, prompt(), random_dictionaries(model, "transcoder", width=24, seed=3))
+    g = circuitdb.attribute_features(model, prompt(), random_dictionaries(model, "transcoder", width=24, seed=3),
+                                     prune=None)
     assert (g.nodes["kind"] == "head").any()
     sc = graph_scores(g)
     assert sc["replacement"] == pytest.approx(g.meta["scores"]["replacement"], rel=1e-5)
