@@ -29,7 +29,7 @@ _COMMAND_MODULES = (
     "circuitdb.cli.demo",        # demo
     "circuitdb.cli.ingest",      # ingest JOB.toml
     "circuitdb.cli.render",      # render (formats engineer)
-    "circuitdb.cli.neo4j",       # neo4j style
+    "circuitdb.cli.neo4j",       # neo4j init|gc|style|guide
 )
 
 
