@@ -292,3 +292,10 @@ UNWIND $keys AS k
 MATCH (n:Node {uid: g.sid + '/' + k})
 CREATE (c)-[:INCLUDES]->(n)
 RETURN count(n) AS n"""
+
+# ---------------------------------------------------------------- reads in columns
+def neo4j_columnar_edges(edge_query: str) -> str:
+    """A portable edge read (columns source, target, weight, channel) as ONE record of four lists: the driver decodes
+    lists ~4× faster than one record per edge (100k edges: 2.9 s instead of 10.8 s on the local server)."""
+    return (f"CALL {{ {edge_query} }} RETURN collect(source) AS source, collect(target) AS target, "
+            "collect(weight) AS weight, collect(channel) AS channel")

@@ -394,8 +394,8 @@ class Neo4jStore(GraphStore):
                 params[name] = vals
         filters = [k for k in ("kinds", "layers", "positions") if k in params]
         statements = [(cy.READ_GRAPH_PROPS, p), (cy.READ_NODES, p)]
-        statements += [(cy.READ_EDGES, p)] if whole else [(cy.read_subgraph_edges(filters), params),
-                                                          (cy.COUNT_EDGES, p)]
+        statements += [(cy.neo4j_columnar_edges(cy.READ_EDGES), p)] if whole else [
+            (cy.neo4j_columnar_edges(cy.read_subgraph_edges(filters)), params), (cy.COUNT_EDGES, p)]
         with self._errors(f"reading graph {graph_id!r} from"):
             found = self._read_all(statements, need_first=True)
         if len(found) < len(statements):
@@ -405,15 +405,13 @@ class Neo4jStore(GraphStore):
         (cols, rows), (node_cols, node_rows), (edge_cols, edge_rows) = found[:3]
         props = dict(zip(cols, rows[0]))
         nodes = pd.DataFrame(node_rows, columns=node_cols)
-        edges = pd.DataFrame(edge_rows, columns=edge_cols)
-        n_edges = len(edges) if whole else int(found[3][1][0][0])
+        edges = dict(zip(edge_cols, edge_rows[0]))
+        n_edges = len(edges["source"]) if whole else int(found[3][1][0][0])
         vs.verify_counts(self.uri, graph_id, props, len(nodes), n_edges)
-        if not len(edges):
-            edges = pd.DataFrame({"source": np.zeros(0, np.int64), "target": np.zeros(0, np.int64),
-                                  "weight": np.zeros(0), "channel": np.zeros(0, object)})
-        return rw.graph_from_columns(rw.meta_from_props(props), nodes, edges["source"].to_numpy(),
-                                     edges["target"].to_numpy(), edges["weight"].to_numpy(dtype=np.float64),
-                                     edges["channel"].fillna("").to_numpy(dtype=object), keep_isolated=whole)
+        channel = np.array(["" if c is None else c for c in edges["channel"]], dtype=object)
+        return rw.graph_from_columns(rw.meta_from_props(props), nodes, np.asarray(edges["source"], dtype=np.int64),
+                                     np.asarray(edges["target"], dtype=np.int64),
+                                     np.asarray(edges["weight"], dtype=np.float64), channel, keep_isolated=whole)
 
     def list_graphs(self) -> pd.DataFrame:
         with self._errors("listing graphs in"):

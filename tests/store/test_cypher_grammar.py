@@ -168,6 +168,7 @@ def test_lint_catches_broken_statements(linted) -> None:
 def test_exercise_emits_every_neo4j_statement(neo4j_server) -> None:
     """The exercise (and so the lint above) covers every NEO4J_* statement, and the store sends no other text."""
     known = {s["query"] for s in module_statements()}
+    known |= {cy.neo4j_columnar_edges(q) for q in known}  # the edge reads, as one record of lists
     driver = live_driver(neo4j_server)
     exercise(Neo4jStore(driver=driver).connect())
     sent = {c.query for c in driver.calls}
