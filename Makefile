@@ -90,4 +90,4 @@ bench: venv
 	$(PY) bench/query_bench.py
 
 clean:
-	rm -rf $(VENV) circuitdb-data tools/cypher-lint/node_modules .pytest_cache $(NEO4J_DIR)/target
+	rm -rf $(VENV) circuitdb-data circuitdb-demo tools/cypher-lint/node_modules .pytest_cache $(NEO4J_DIR)/target

@@ -345,6 +345,32 @@ class AttributionGraph:
         return cls(nodes, edges["source"].to_numpy(), edges["target"].to_numpy(), edges["weight"].to_numpy(),
                    edges["channel"].to_numpy(), meta)
 
+    # ----------------------------------------------------------------- interop (formats engineer; additive)
+    def to_networkx(self) -> Any:
+        """A ``networkx.MultiDiGraph`` keyed by node key: node attributes are the node columns (NaN floats left
+        out), each edge keeps its own ``weight``, ``abs_weight`` and ``channel`` ("", q, k, v; parallel q/k/v edges
+        of one pair stay apart); ``G.graph`` is a copy of ``meta``."""
+        import networkx as nx
+
+        g = nx.MultiDiGraph(**json.loads(json.dumps(self.meta)))
+        for rec in self.nodes.to_dict("records"):
+            g.add_node(rec["key"], **{k: (v.item() if hasattr(v, "item") else v) for k, v in rec.items()
+                                      if k != "key" and not (isinstance(v, float) and np.isnan(v))})
+        keys = self.keys
+        for s, t, w, c in zip(keys[self.src], keys[self.dst], self.weight.tolist(), self.channel.tolist()):
+            g.add_edge(s, t, weight=w, abs_weight=abs(w), channel=CHANNELS[c])
+        return g
+
+    def _repr_html_(self) -> str | None:
+        """The interactive offline view inside a notebook cell (registered by :mod:`circuitdb.render`, which the
+        ``circuitdb`` facade imports; plain ``repr`` until then)."""
+        view = HTML_VIEWS.get("notebook")
+        return view(self) if view is not None else None
+
+
+#: notebook views by name, filled by :mod:`circuitdb.render` (a higher layer: graph.py never imports it)
+HTML_VIEWS: dict[str, Any] = {}
+
 
 def encode_channels(values: Any) -> np.ndarray:
     """Map channel strings ("", "q", "k", "v"; None/NaN = "") or int codes to int8 codes; bad values raise."""

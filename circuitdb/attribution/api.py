@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
-ATTRIBUTE_METHODS = ("eap", "eap-ig", "patching")
+ATTRIBUTE_METHODS = ("eap", "eap-ig", "patching", "eap-ig+patching")
 N_EXAMPLE_PROMPTS = 3
 
 
@@ -95,14 +95,16 @@ def attribute(
     model: "HookedTransformer | str", dataset: Any, method: str = "eap-ig", metric: Any = None,
     ablation: str = "patch", *, ig_steps: int = 5, batch_size: int = 32, per_position: bool = False,
     dtype: "torch.dtype | str | None" = None, progress: bool = True, graph_id: str | None = None,
-    head_stats: bool = True, n: int | None = None, seed: int = 0,
+    head_stats: bool = True, n: int | None = None, seed: int = 0, verify: dict | None = None,
 ) -> "AttributionGraph":
     """The component attribution graph of ``model`` on ``dataset`` (see module doc).
 
     ``model``: a HookedTransformer or a name for :func:`circuitdb.models.load_model`. ``dataset``: PromptPairs, a
     task name (then ``load_task(name, model, n=n, seed=seed)``), a dict or tuple of tensors. ``metric``: a name
     (``logit_diff``, ``logprob``, ``kl``) or callable ``(logits, batch) -> [batch]``. ``method``: ``eap``,
-    ``eap-ig`` (``ig_steps`` interpolation points) or ``patching`` (exact, one patched run per edge).
+    ``eap-ig`` (``ig_steps`` interpolation points), ``patching`` (exact, one patched run per edge) or
+    ``eap-ig+patching`` (EAP-IG, with the edges it cannot rank re-scored by exact patching; ``verify`` holds its
+    ``near_zero`` / ``top_k``, see :mod:`circuitdb.attribution.verified`).
     ``ablation``: ``patch`` (corrupted prompts), ``zero`` or ``mean``. ``dtype``: compute dtype (``float64`` for
     verification; default the model's). With ``head_stats`` nodes carry previous-token / induction / duplicate-token
     scores and direct logit attribution computed on the dataset's own clean prompts (``meta["head_stats"]`` says
@@ -123,7 +125,18 @@ def attribute(
     fn = resolve_metric(metric, ds)
     comp = component_graph(model)
     scores_extra: dict[str, float] = {}
-    if method == "patching":
+    if method == "eap-ig+patching":
+        from circuitdb.attribution.verified import VerifiedConfig, verified_scores
+
+        if per_position:
+            raise ConfigError("method 'eap-ig+patching' computes component graphs only (per_position=False)")
+        vcfg = VerifiedConfig(ig_steps=ig_steps, ablation=ablation, batch_size=batch_size, progress=progress,
+                              **(verify or {}))
+        vres = verified_scores(model, ds, fn, vcfg)
+        verify = {"near_zero": vcfg.near_zero, "top_k": vcfg.top_k}
+        dense = vres.scores.numpy()
+        scores_extra.update(vres.summary())
+    elif method == "patching":
         from circuitdb.attribution.patching import exact_edge_scores
 
         edge_w = exact_edge_scores(model, ds, fn, ablation=ablation, per_position=per_position,
@@ -138,6 +151,10 @@ def attribute(
         scores_extra["clean_metric"] = res.clean_metric
         if res.baseline_metric is not None:
             scores_extra["corrupted_metric"] = res.baseline_metric
+    from circuitdb.attribution.verified import warn_if_all_zero
+
+    warn_if_all_zero(dense[..., comp.edge_rcv, comp.edge_src], method, metric_name(metric, ds),
+                     scores_extra.get("clean_metric"))
     tokens = None
     if per_position:
         col = ds.clean
@@ -150,7 +167,8 @@ def attribute(
         "model": str(model.cfg.model_name), "granularity": "component", "method": method,
         "metric": metric_name(metric, ds),
         "params": {
-            "ablation": ablation, "ig_steps": ig_steps if method == "eap-ig" else None, "batch_size": batch_size,
+            "ablation": ablation, "ig_steps": ig_steps if method.startswith("eap-ig") else None,
+            "batch_size": batch_size,
             "per_position": per_position, "dtype": str(model.cfg.dtype).replace("torch.", ""),
             "dataset": ds.name, "n": len(ds), "seq_len": ds.seq_len, "task": json_fields(ds.meta),
         },
@@ -159,6 +177,8 @@ def attribute(
         "scores": scores_extra,
         **({"head_stats": stats_label} if stats_label else {}),
     }
+    if method == "eap-ig+patching":
+        meta["params"]["verify"] = verify
     stamp(meta, model, graph_id, inputs=(ds.clean, ds.corrupted, ds.answer, ds.wrong, ds.answer_pos))
     return AttributionGraph.from_frames(nodes, edges, meta)
 

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from circuitdb.errors import ConfigError
-from circuitdb.graph import CHANNELS, AttributionGraph, encode_channels
+from circuitdb.graph import CHANNELS, HTML_VIEWS, AttributionGraph, encode_channels
 from circuitdb.pruning import PruneResult, prune_result, remove_dead_ends_masks
 from circuitdb.store.base import register_circuit_builder
 
@@ -79,25 +79,18 @@ class Circuit:
         g = self.graph
         return _edge_mask(graph, g.keys[g.src], g.keys[g.dst], g.channel)
 
-    def to_networkx(self) -> "nx.DiGraph":
-        """A DiGraph keyed by node key, node attributes from ``nodes``; parallel (q/k/v) edges become one edge with
-        the summed ``weight`` and a ``channels`` string such as ``"k,v"``."""
-        import networkx as nx
-
-        g = nx.DiGraph(graph_id=self.source_graph_id, method=self.method, name=self.name)
-        for rec in self.graph.nodes.to_dict("records"):
-            attrs = {k: v for k, v in rec.items() if not (isinstance(v, float) and np.isnan(v))}
-            g.add_node(rec["key"], **attrs)
-        for s, t, w, c in self.edges[["source", "target", "weight", "channel"]].itertuples(index=False):
-            if g.has_edge(s, t):
-                d = g.edges[s, t]
-                d["weight"] += w
-                d["channels"] = ",".join(sorted(set(filter(None, d["channels"].split(",") + [c]))))
-            else:
-                g.add_edge(s, t, weight=float(w), channels=c)
-        for _, _, d in g.edges(data=True):
-            d["abs_weight"] = abs(d["weight"])
+    def to_networkx(self) -> "nx.MultiDiGraph":
+        """A MultiDiGraph keyed by node key (see :meth:`AttributionGraph.to_networkx`): one edge per circuit edge,
+        q/k/v edges of one pair kept apart with their own ``weight`` and ``channel``; graph attributes name the
+        source graph, method and circuit."""
+        g = self.graph.to_networkx()
+        g.graph.update(graph_id=self.source_graph_id, method=self.method, name=self.name)
         return g
+
+    def _repr_html_(self) -> str | None:
+        """The interactive offline view of the circuit inside a notebook cell (see AttributionGraph._repr_html_)."""
+        view = HTML_VIEWS.get("notebook")
+        return view(self) if view is not None else None
 
     def evaluate(self, model: Any, dataset: Any, **kwargs: Any) -> "Circuit":
         """A copy with MIB faithfulness on ``model`` (object or zoo/pretrained name) and ``dataset`` (PromptPairs or a

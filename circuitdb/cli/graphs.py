@@ -120,31 +120,41 @@ def delete_cmd(graph_id: str = typer.Argument(..., metavar="ID", help="Graph id 
 
 
 def import_cmd(path: Path = typer.Argument(..., help="A graph directory written by `circuitdb export` / "
-                                                     "AttributionGraph.save (meta.json, nodes/edges.parquet)."),
+                                                     "AttributionGraph.save, or a file of another tool (--format)."),
                graph_id: Optional[str] = typer.Option(None, "--id", help="Store under this id [default: the graph's]."),
+               fmt: Optional[str] = typer.Option(None, "--format", help="native, neuronpedia, circuit-tracer, eap-ig, "
+                                                 "graphml, gexf [default: from the file]."),
                store: Optional[str] = STORE_OPTION) -> None:
-    """Import a graph in the native format into the store (replacing a graph of the same id)."""
-    from circuitdb.graph import AttributionGraph
+    """Import a graph into the store (replacing a graph of the same id); EAP-IG files also store their circuit."""
+    from circuitdb.formats import import_file
 
-    graph = AttributionGraph.load(path)
     with open_cli_store(store) as s:
-        gid = s.write_graph(graph, graph_id=graph_id)
+        gid, circuit = import_file(s, path, fmt, graph_id=graph_id)
+        graph = s.read_graph(gid)
         where = s.uri
-    _console().print(f"imported [bold]{gid}[/bold] ({graph.n_nodes:,} nodes, {graph.n_edges:,} edges) into {where}")
+    extra = f" and circuit [bold]{circuit}[/bold]" if circuit else ""
+    _console().print(f"imported [bold]{gid}[/bold] ({graph.n_nodes:,} nodes, {graph.n_edges:,} edges){extra} into "
+                     f"{where}")
 
 
 def export_cmd(graph_id: str = typer.Argument(..., metavar="ID", help="Graph id to export."),
-               path: Path = typer.Argument(..., help="Directory to write (native format)."),
+               path: Path = typer.Argument(..., help="Directory to write (native format), or a file (--format)."),
                force: bool = typer.Option(False, "--force", "-f", help="Write into a non-empty directory."),
+               fmt: Optional[str] = typer.Option(None, "--format", help="native, neuronpedia, eap-ig, graphml, gexf "
+                                                 "[default: from the suffix; none = native]."),
                store: Optional[str] = STORE_OPTION) -> None:
-    """Export a stored graph to the native format (a directory: meta.json, nodes.parquet, edges.parquet)."""
+    """Export a stored graph: native (a directory: meta.json, nodes.parquet, edges.parquet) or another tool's file."""
     from circuitdb.errors import ConfigError
+    from circuitdb.formats import write_file
 
-    if path.exists() and (not path.is_dir() or (any(path.iterdir()) and not force)):
+    native = (fmt or "native") == "native" and not path.suffix
+    if native and path.exists() and (not path.is_dir() or (any(path.iterdir()) and not force)):
         raise ConfigError(f"{path} exists and is not an empty directory; pass --force to overwrite")
+    if not native and path.exists() and not force:
+        raise ConfigError(f"{path} exists; pass --force to overwrite")
     with open_cli_store(store) as s:
         graph = s.read_graph(graph_id)
-    graph.save(path)
+    write_file(graph, path, fmt)
     _console().print(f"exported [bold]{graph.id}[/bold] ({graph.n_nodes:,} nodes, {graph.n_edges:,} edges) to {path}")
 
 
