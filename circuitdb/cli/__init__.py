@@ -28,6 +28,7 @@ _COMMAND_MODULES = (
     "circuitdb.cli.attribute",   # attribute
     "circuitdb.cli.demo",        # demo
     "circuitdb.cli.render",      # render (formats engineer)
+    "circuitdb.cli.formats",     # label (formats engineer)
 )
 
 
