@@ -112,7 +112,7 @@ class GraphStore(ABC):
         """A saved circuit: name, graph_id, method, params, scores, node_keys, edges (DataFrame or None)."""
 
     # -------------------------------------------------------------- circuits (high level, shared)
-    def circuit(self, graph_id: str, prune: str | dict | None = "influence", **params: Any) -> "Circuit":
+    def circuit(self, graph_id: str, prune: str | dict | None = "auto", **params: Any) -> "Circuit":
         """Read a graph and prune it into a :class:`~circuitdb.circuits.circuit.Circuit` (same as
         ``circuitdb.circuits.circuit.circuit_from_store(store, graph_id, prune, **params)``)."""
         if _CIRCUIT_BUILDER is None:
