@@ -40,6 +40,10 @@ def __getattr__(name: str) -> Any:
     if mod is None:
         raise AttributeError(f"module 'circuitdb' has no attribute {name!r}")
     value = getattr(importlib.import_module(mod), name)
+    if mod == "circuitdb.store.base":  # stores from the public API get store.circuit(...) (registered by circuits/)
+        importlib.import_module("circuitdb.circuits.circuit")
+    if mod != "circuitdb.errors":  # graphs and circuits show themselves in notebooks (views registered by render/)
+        importlib.import_module("circuitdb.render")
     globals()[name] = value
     return value
 

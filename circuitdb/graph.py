@@ -280,13 +280,15 @@ class AttributionGraph:
                 i = int(np.flatnonzero(~np.asarray(same))[0])
                 out.append(f"node {a['key'].iat[i]!r}: {c} {x[i]!r} != {y[i]!r}")
         ea, eb = self._edge_table(), other._edge_table()
-        if len(ea) != len(eb) or not (ea.index == eb.index).all():
+        ka, kb = ea[["s", "t", "c"]], eb[["s", "t", "c"]]
+        if len(ea) != len(eb) or not (ka.to_numpy() == kb.to_numpy()).all():
             out.append(f"edge sets differ ({len(ea)} vs {len(eb)} edges)")
         else:
             d = np.abs(ea["weight"].to_numpy() - eb["weight"].to_numpy())
             if (d > atol).any():
                 i = int(np.argmax(d))
-                out.append(f"edge {ea.index[i]}: weight {ea['weight'].iat[i]!r} != {eb['weight'].iat[i]!r}")
+                edge = tuple(ka.iloc[i])
+                out.append(f"edge {edge}: weight {ea['weight'].iat[i]!r} != {eb['weight'].iat[i]!r}")
         if meta:
             ma = {k: v for k, v in self.meta.items()}
             mb = {k: v for k, v in other.meta.items()}
@@ -296,9 +298,11 @@ class AttributionGraph:
         return out
 
     def _edge_table(self) -> pd.DataFrame:
+        """Edges as (s key, t key, channel, weight) in a canonical order: parallel edges (same ends and channel)
+        are ordered by weight, so the comparison does not depend on the order edges were written in."""
         keys = self.keys
-        idx = pd.MultiIndex.from_arrays([keys[self.src], keys[self.dst], self.channel], names=["s", "t", "c"])
-        return pd.DataFrame({"weight": self.weight}, index=idx).sort_index()
+        df = pd.DataFrame({"s": keys[self.src], "t": keys[self.dst], "c": self.channel, "weight": self.weight})
+        return df.sort_values(["s", "t", "c", "weight"], kind="stable").reset_index(drop=True)
 
     def content_hash(self) -> str:
         """A short hash of nodes, edges and the identifying metadata (model, method, prompt, tokens, params)."""
@@ -340,6 +344,32 @@ class AttributionGraph:
         edges = pd.read_parquet(files[2])
         return cls(nodes, edges["source"].to_numpy(), edges["target"].to_numpy(), edges["weight"].to_numpy(),
                    edges["channel"].to_numpy(), meta)
+
+    # ----------------------------------------------------------------- interop (formats engineer; additive)
+    def to_networkx(self) -> Any:
+        """A ``networkx.MultiDiGraph`` keyed by node key: node attributes are the node columns (NaN floats left
+        out), each edge keeps its own ``weight``, ``abs_weight`` and ``channel`` ("", q, k, v; parallel q/k/v edges
+        of one pair stay apart); ``G.graph`` is a copy of ``meta``."""
+        import networkx as nx
+
+        g = nx.MultiDiGraph(**json.loads(json.dumps(self.meta)))
+        for rec in self.nodes.to_dict("records"):
+            g.add_node(rec["key"], **{k: (v.item() if hasattr(v, "item") else v) for k, v in rec.items()
+                                      if k != "key" and not (isinstance(v, float) and np.isnan(v))})
+        keys = self.keys
+        for s, t, w, c in zip(keys[self.src], keys[self.dst], self.weight.tolist(), self.channel.tolist()):
+            g.add_edge(s, t, weight=w, abs_weight=abs(w), channel=CHANNELS[c])
+        return g
+
+    def _repr_html_(self) -> str | None:
+        """The interactive offline view inside a notebook cell (registered by :mod:`circuitdb.render`, which the
+        ``circuitdb`` facade imports; plain ``repr`` until then)."""
+        view = HTML_VIEWS.get("notebook")
+        return view(self) if view is not None else None
+
+
+#: notebook views by name, filled by :mod:`circuitdb.render` (a higher layer: graph.py never imports it)
+HTML_VIEWS: dict[str, Any] = {}
 
 
 def encode_channels(values: Any) -> np.ndarray:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import warnings
 
+import pytest
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 warnings.filterwarnings("ignore", category=DeprecationWarning)
@@ -18,3 +20,38 @@ def pytest_configure(config) -> None:
         torch.set_num_threads(1)  # tiny models: threads cost more than they give
     except ImportError:  # pragma: no cover
         pass
+
+
+# ---------------------------------------------------------------------- Neo4j server (session)
+NEO4J_ENV = ("CIRCUITDB_NEO4J_URI", "CIRCUITDB_NEO4J_USER", "CIRCUITDB_NEO4J_PASSWORD", "CIRCUITDB_NEO4J_HTTP")
+
+
+@pytest.fixture(scope="session")
+def neo4j_server():
+    """A live Neo4j 5 for tests marked ``neo4j``: ``$CIRCUITDB_NEO4J_URI`` (with ``_USER`` / ``_PASSWORD``) when set,
+    else the local server of tools/neo4j-server started on free ports with an empty database (tests/neo4j_server.py).
+    Exports these variables (and ``_HTTP``, the Browser's base address, where known) while the session runs and yields them as a dict. Skips when no server can start —
+    except under ``CI=true``, where that fails."""
+    if os.environ.get("CIRCUITDB_NEO4J_URI"):
+        yield {k: os.environ.get(k, "") for k in NEO4J_ENV}
+        return
+    from neo4j_server import LocalNeo4j, ServerUnavailable
+
+    server = LocalNeo4j()
+    try:
+        server.start()
+    except ServerUnavailable as e:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI needs the live Neo4j server: {e}")
+        pytest.skip(f"no Neo4j server: {e}")
+    saved = {k: os.environ.get(k) for k in NEO4J_ENV}
+    os.environ.update(server.env())
+    try:
+        yield server.env()
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        server.stop()

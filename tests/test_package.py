@@ -38,3 +38,104 @@ def test_unknown_public_name_raises_attribute_error() -> None:
 
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         circuitdb.nope  # noqa: B018
+
+
+# ----------------------------------------------------------------------------------------------- layering
+# Imports run one way (docs/design.md): a module may import its own layer or lower ones, never a higher one, and the
+# package's import graph has no cycle. Every import counts (module level and inside functions), except those under
+# ``if TYPE_CHECKING:``. The public facade ``circuitdb/__init__`` (lazy, by name) and ``__main__`` sit on top.
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("errors", "plain"),
+    ("graph", "pruning"),
+    ("models", "tasks", "dictionaries", "identity"),
+    ("attribution",),
+    ("store",),
+    ("circuits",),
+    ("formats", "render", "intervene"),
+    ("ingest",),
+    ("cli", "__main__", ""),
+)
+# The store factory picks a backend class that subclasses GraphStore: the one cycle allowed (inside one package).
+ALLOWED_CYCLE_EDGES = {("circuitdb.store.base", "circuitdb.store.embedded"),
+                       ("circuitdb.store.base", "circuitdb.store.neo4j")}
+
+
+def _import_graph() -> dict[str, set[str]]:
+    import ast
+    from pathlib import Path
+
+    import circuitdb
+
+    root = Path(circuitdb.__file__).parent
+    mods: dict[str, Path] = {}
+    for p in root.rglob("*.py"):
+        parts = ("circuitdb",) + p.relative_to(root).with_suffix("").parts
+        mods[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = p
+    graph: dict[str, set[str]] = {}
+    for name, path in mods.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        skip: set[int] = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                skip.update(id(n) for stmt in node.body for n in ast.walk(stmt))
+        out: set[str] = set()
+        for node in ast.walk(tree):
+            if id(node) in skip:
+                continue
+            if isinstance(node, ast.Import):
+                out.update(a.name for a in node.names if a.name.split(".")[0] == "circuitdb")
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0] == "circuitdb":
+                out.update(f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in mods else node.module
+                           for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level > 0:
+                raise AssertionError(f"{name}: relative import (house style: absolute imports only)")
+        graph[name] = out - {name}
+    return graph
+
+
+def _layer(module: str) -> int:
+    top = module.split(".")[1] if "." in module else ""
+    for i, names in enumerate(LAYERS):
+        if top in names:
+            return i
+    raise AssertionError(f"module {module} is in no layer: add {top!r} to LAYERS in tests/test_package.py "
+                         "(and to the layering line of docs/design.md)")
+
+
+def test_imports_never_go_up_a_layer() -> None:
+    graph = _import_graph()
+    bad = sorted(f"{m} (layer {_layer(m)}) imports {t} (layer {_layer(t)})"
+                 for m, ts in graph.items() for t in ts if _layer(t) > _layer(m))
+    assert not bad, "imports against the layering:\n" + "\n".join(bad)
+
+
+def test_store_never_imports_circuits() -> None:
+    graph = _import_graph()
+    assert not [(m, t) for m, ts in graph.items() if m.startswith("circuitdb.store") for t in ts
+                if t.startswith("circuitdb.circuits")]
+
+
+def test_no_import_cycles() -> None:
+    graph = {m: {t for t in ts if (m, t) not in ALLOWED_CYCLE_EDGES} for m, ts in _import_graph().items()}
+    state: dict[str, int] = {}
+    cycles: list[str] = []
+
+    def visit(m: str, path: list[str]) -> None:
+        state[m] = 1
+        for t in sorted(graph.get(m, ())):
+            if state.get(t) == 1:
+                cycles.append(" -> ".join(path[path.index(t):] + [t]))
+            elif t not in state:
+                visit(t, path + [t])
+        state[m] = 2
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [m])
+    assert not cycles, "import cycles:\n" + "\n".join(cycles)
+
+
+def test_walk_sees_imports_inside_functions() -> None:  # the walk must count lazy imports, or it checks nothing
+    graph = _import_graph()
+    assert "circuitdb.models" in graph["circuitdb.attribution.api"]  # imported inside resolve_model
+    assert "circuitdb.circuits.circuit" not in graph["circuitdb.circuits.evaluate"]  # only under TYPE_CHECKING

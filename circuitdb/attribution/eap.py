@@ -96,7 +96,7 @@ def check_batch_size(batch_size: int) -> None:
 
 def check_dataset(model: "HookedTransformer", dataset: "PromptPairs") -> None:
     """ConfigError if ``dataset`` does not fit the model (vocabulary, context, answer positions)."""
-    dataset.check_model(model.cfg.d_vocab, model.cfg.n_ctx)
+    dataset.check_fits(model)
     pos = dataset.answer_pos
     if int(pos.min()) < 0 or int(pos.max()) >= dataset.seq_len:
         raise ConfigError(f"dataset {dataset.name!r}: answer_pos {int(pos.max())} outside the prompt length "

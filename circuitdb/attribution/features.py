@@ -29,13 +29,18 @@ from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from circuitdb.attribution.feature_heads import head_frames, head_parts
+from circuitdb.attribution.feature_edges import (
+    RowBlocks, block_edges, count_entries, resolve_prune, save_adjacency,
+)
+from circuitdb.attribution.feature_heads import decompose_heads
 from circuitdb.attribution.replacement import ReplacementModel, check_tokens
 from circuitdb.errors import ConfigError
 from circuitdb.graph import AttributionGraph
+from circuitdb.identity import stamp
+from circuitdb.models.dtypes import torch_dtype
+from circuitdb.pruning import ALWAYS_KEPT, ERROR_KINDS, find_threshold, graph_scores, influence_prune_given, scores_from
 
 log = logging.getLogger(__name__)
-_DTYPES = {"float32": torch.float32, "float64": torch.float64, None: torch.float32}
 
 
 def salient_logits(logits: Float[Tensor, " vocab"], logit_prob: float, max_logits: int) -> tuple[Tensor, Tensor]:
@@ -45,44 +50,6 @@ def salient_logits(logits: Float[Tensor, " vocab"], logit_prob: float, max_logit
     n = int((p.cumsum(0) < logit_prob).sum()) + 1
     n = max(1, min(n, max_logits, len(p)))
     return ids[:n], p[:n]
-
-
-def _chunks(blocks: list[tuple[Tensor, Tensor]], size: int = 2048):  # noqa: ANN202
-    for rows, row_node in blocks:
-        for i in range(0, len(rows), size):
-            yield rows[i: i + size], row_node[i: i + size]
-
-
-def influence(blocks: list[tuple[Tensor, Tensor]], n_nodes: int, weights: Tensor, max_iter: int = 256) -> Tensor:
-    """Influence of every node on the weighted targets, through row-normalised |A|.
-
-    ``blocks`` are ``(rows [n, n_cols], row_node [n])`` pairs: row ``i`` is the in-edges of node ``row_node[i]``;
-    columns are nodes ``0..n_cols-1``. Processed in row chunks, so no copy of the whole matrix is made.
-    """
-    dtype = weights.dtype
-    sums = [r.abs().sum(1).to(dtype).clamp_min(1e-10) for r, _ in _chunks(blocks)]
-    total = torch.zeros(n_nodes, dtype=dtype)
-    prod = weights.clone()
-    for _ in range(max_iter):
-        nxt = torch.zeros(n_nodes, dtype=dtype)
-        for (r, rn), sm in zip(_chunks(blocks), sums):
-            w = prod[rn] / sm
-            if bool(w.any()):
-                nxt[: r.shape[1]] += (w.to(r.dtype) @ r.abs()).to(dtype)
-        prod = nxt
-        if not bool(prod.any()):
-            break
-        total += prod
-    return total
-
-
-def _error_fraction(blocks: list[tuple[Tensor, Tensor]], n_nodes: int, err_cols: Tensor) -> Tensor:
-    """Per node: the fraction of its |in-weight| that comes from error columns (0 for nodes without rows)."""
-    out = torch.zeros(n_nodes, dtype=torch.float64)
-    for r, rn in _chunks(blocks):
-        a = r.abs()
-        out[rn] = (a[:, err_cols].sum(1) / a.sum(1).clamp_min(1e-10)).double()
-    return out
 
 
 def _visit_order(rm: ReplacementModel, targets: list, feat_src: np.ndarray, logit_rows: Tensor, probs: Tensor,
@@ -99,9 +66,9 @@ def _visit_order(rm: ReplacementModel, targets: list, feat_src: np.ndarray, logi
         else:
             blocks = [(logit_rows, torch.arange(n_logits) + n_src),
                       (rows[: len(order)], torch.as_tensor(feat_src[order], dtype=torch.long))]
-            w = torch.zeros(n_src + n_logits, dtype=torch.float64)
-            w[n_src:] = probs.double()
-            infl = influence(blocks, n_src + n_logits, w)[feat_src]
+            w = np.zeros(n_src + n_logits)
+            w[n_src:] = probs.double().numpy()
+            infl = torch.as_tensor(RowBlocks(blocks, n_src + n_logits).influence(w)[feat_src])
             rank = torch.argsort(infl, descending=True)
             pending = rank[~visited[rank]][: min(4 * batch_size, cap - len(order))]
         for chunk in pending.split(batch_size):
@@ -115,18 +82,22 @@ def _visit_order(rm: ReplacementModel, targets: list, feat_src: np.ndarray, logi
 
 def attribute_features(model, tokens, dictionaries=None, *, max_feature_nodes: int | None = None,  # noqa: ANN001
                        batch_size: int = 64, logit_prob: float = 0.95, max_logits: int = 10, heads: bool = True,
-                       dtype: Any = None, progress: bool = True, graph_id: str | None = None) -> AttributionGraph:
-    """The feature graph of one prompt (see the module docstring); ``model`` may be a zoo / model name."""
+                       prune: Any = "influence", adjacency: "str | None" = None, dtype: Any = None,
+                       device: Any = None, progress: bool = True, graph_id: str | None = None) -> AttributionGraph:
+    """The feature graph of one prompt (see the module docstring); ``model`` may be a zoo / model name.
+
+    ``prune``: what is stored (:mod:`.feature_edges`): influence pruning by default, ``None`` for every non-zero
+    entry, or a callable pruner. ``adjacency``: a path for the unpruned adjacency as a side file. ``heads``: the head
+    decomposition of the stored edges (:mod:`.feature_heads`). ``dtype`` / ``device``: default the model's; half
+    precision runs the linear backward in float32."""
     from circuitdb.dictionaries.load import load_dictionaries
 
     if isinstance(model, str):
         from circuitdb.models import load_model
 
         model = load_model(model)
-    if isinstance(dtype, str) or dtype is None:
-        if dtype not in _DTYPES:
-            raise ConfigError(f"unknown dtype {dtype!r}; valid options: float32, float64")
-        dtype = _DTYPES[dtype]
+    # one dtype rule (as attribute()): None follows the model's dtype
+    dtype = torch_dtype(dtype) or model.cfg.dtype
     if batch_size < 1 or max_logits < 1 or not (0 < logit_prob <= 1):
         raise ConfigError(f"need batch_size ≥ 1 (got {batch_size}), max_logits ≥ 1 (got {max_logits}) and "
                           f"0 < logit_prob ≤ 1 (got {logit_prob})")
@@ -134,7 +105,7 @@ def attribute_features(model, tokens, dictionaries=None, *, max_feature_nodes: i
         raise ConfigError(f"max_feature_nodes must be ≥ 0 or None; got {max_feature_nodes}")
     tokens = check_tokens(model, tokens)
     dicts = load_dictionaries(dictionaries, model, dtype=dtype)
-    rm = ReplacementModel.build(model, tokens, dicts, dtype)
+    rm = ReplacementModel.build(model, tokens, dicts, dtype, device)
     S, P = rm.sources, rm.P
     n_src = len(S)
     feat_src = np.flatnonzero(S.kind == "feature")
@@ -161,50 +132,79 @@ def attribute_features(model, tokens, dictionaries=None, *, max_feature_nodes: i
     feat_node = col_node[feat_src[order_arr]]
     blocks = [(sel(logit_rows), torch.as_tensor(logit_nodes)), (sel(feat_rows), torch.as_tensor(feat_node))]
     del feat_rows
-    lw = torch.zeros(n_nodes, dtype=torch.float64)
-    lw[logit_nodes] = probs.double()
-    infl = influence(blocks, n_nodes, lw)
-    kind_k = S.kind[keep]
-    err_cols = torch.as_tensor(np.isin(kind_k, ("error", "mlp")))
-    nef = 1 - _error_fraction(blocks, n_nodes, err_cols)
-    out_infl = infl + lw
-    tok_i = float(infl[: len(keep)][torch.as_tensor(kind_k == "embed")].sum())
-    err_i = float(infl[: len(keep)][err_cols].sum())
-    scores = {"replacement": tok_i / max(tok_i + err_i, 1e-30),
-              "completeness": float((nef * out_infl).sum() / out_infl.sum().clamp_min(1e-30))}
+    lw = np.zeros(n_nodes)
+    lw[logit_nodes] = probs.double().numpy()
+    kinds = np.concatenate([S.kind[keep], np.full(len(ids), "logit", object)])
+    adj = RowBlocks(blocks, n_nodes)
+    infl = adj.influence(lw)
+    scores = scores_from(infl, lw, kinds, adj.error_share(np.isin(kinds, ERROR_KINDS)))
     nodes = _node_frame(rm, keep, ids, probs, infl, blocks[0][0][0])
-    if heads:
-        del blocks
-        tgt_list = logit_targets + [feat_targets[i] for i in order]
-        target_nodes = np.concatenate([logit_nodes, feat_node])
-        head_nodes, e = _head_edges(rm, tgt_list, target_nodes, nodes, keep, col_node, batch_size, progress)
-        nodes = pd.concat([nodes, head_nodes], ignore_index=True) if len(head_nodes) else nodes
-        _head_influence(nodes, e, out_infl)
-    else:
-        e = _edges(blocks)
+    n_raw = count_entries(blocks)
     meta = {
         "id": graph_id, "model": str(getattr(rm.cfg, "model_name", "model")), "granularity": "feature",
         "method": "replacement-transcoder" if all(d.kind == "transcoder" for d in dicts) else "replacement",
         "metric": "logit", "prompt": _prompt_text(rm), "tokens": rm.tokens.tolist(),
-        "params": {"max_feature_nodes": max_feature_nodes, "batch_size": batch_size, "logit_prob": logit_prob,
+        "params": {"prune": _prune_param(prune), "max_feature_nodes": max_feature_nodes, "batch_size": batch_size, "logit_prob": logit_prob,
                    "max_logits": max_logits, "heads": heads, "dtype": str(dtype).replace("torch.", ""),
-                   "n_active_features": int(len(feat_src))},
+                   "device": str(rm.device), "n_active_features": int(len(feat_src))},
         "dictionaries": [d.id for d in dicts], "scores": scores,
     }
+    # ---- which entries become edges: pruning before storing
+    spec = resolve_prune(prune)
+    keys = nodes["key"].to_numpy()
+    if adjacency is not None or spec is None or spec[0] == "callable":
+        raw = block_edges(blocks)
+        if adjacency is not None:
+            meta["adjacency"] = save_adjacency(adjacency, keys, raw)
+    if spec is None:
+        node_mask, e = np.ones(n_nodes, bool), raw
+    elif spec[0] == "influence":
+        params = spec[1]
+        node_mask = (infl >= find_threshold(infl, params["node_threshold"])) | np.isin(kinds, ALWAYS_KEPT)
+        cand = block_edges(blocks, node_mask)  # only the entries among nodes that pass the node threshold
+        g_cand = AttributionGraph(nodes, cand["src"], cand["dst"], cand["weight"], cand["channel"], meta,
+                                  validate=False)
+        res = influence_prune_given(g_cand, infl, params["node_threshold"], params["edge_threshold"])
+        node_mask, e = res.node_mask, {k: v[res.edge_mask] for k, v in cand.items()}
+        meta["pruning"] = {"method": "influence", "params": params}
+    else:
+        g_raw = AttributionGraph(nodes, raw["src"], raw["dst"], raw["weight"], raw["channel"], meta, validate=False)
+        res = spec[1](g_raw)
+        node_mask, edge_mask = np.asarray(res.node_mask, bool), np.asarray(res.edge_mask, bool)
+        e = {k: v[edge_mask] for k, v in raw.items()}
+        meta["pruning"] = {"method": str(getattr(res, "method", getattr(spec[1], "__name__", "callable"))),
+                           "params": _jsonable(getattr(res, "params", {}))}
+    del blocks
+    if spec is not None:
+        meta["pruning"].update({"unpruned_nodes": int(n_nodes), "unpruned_edges": n_raw,
+                                "kept_nodes": int(node_mask.sum()), "kept_edges": int(len(e["src"]))})
+        nodes, e = _restrict(nodes, node_mask, e)
+        meta["pruning"]["scores"] = graph_scores(  # the stored (pruned) graph's own scores
+            AttributionGraph(nodes, e["src"], e["dst"], e["weight"], e["channel"], meta, validate=False))
+    if heads:
+        nodes, e = decompose_heads(rm, nodes, e, batch_size, progress)
+    stamp(meta, model, graph_id, inputs=(rm.tokens,), dictionaries=dicts)
     return AttributionGraph(nodes, e["src"], e["dst"], e["weight"], e["channel"], meta)
 
 
-def _edges(blocks: list[tuple[Tensor, Tensor]]) -> dict[str, np.ndarray]:
-    """Non-zero entries of the row blocks as edge arrays (chunked, so no dense float64 copy is made)."""
-    src, dst, w = [], [], []
-    for r, rn in _chunks(blocks):
-        b, c = r.nonzero(as_tuple=True)
-        src.append(c.numpy())
-        dst.append(rn[b].numpy())
-        w.append(r[b, c].double().numpy())
-    src_a = np.concatenate(src) if src else np.zeros(0, np.int64)
-    return {"src": src_a, "dst": np.concatenate(dst) if dst else src_a.copy(),
-            "weight": np.concatenate(w) if w else np.zeros(0), "channel": np.zeros(len(src_a), np.int8)}
+def _restrict(nodes: pd.DataFrame, node_mask: np.ndarray, e: dict[str, np.ndarray]
+              ) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """Kept nodes (renumbered) and the edges among them."""
+    new = np.cumsum(node_mask) - 1
+    live = node_mask[e["src"]] & node_mask[e["dst"]]
+    e = {k: v[live] for k, v in e.items()}
+    e["src"], e["dst"] = new[e["src"]], new[e["dst"]]
+    return nodes[node_mask].reset_index(drop=True), e
+
+
+def _prune_param(prune: Any) -> Any:
+    spec = resolve_prune(prune)
+    return None if spec is None else spec[1] if spec[0] == "influence" else getattr(
+        getattr(prune, "func", prune), "__name__", "callable") + repr(getattr(prune, "keywords", ""))
+
+
+def _jsonable(params: dict) -> dict:
+    return {str(k): (v if isinstance(v, (int, float, str, bool, type(None))) else str(v)) for k, v in params.items()}
 
 
 def _labels(rm: ReplacementModel, ids: list[int]) -> list[str]:
@@ -220,7 +220,7 @@ def _prompt_text(rm: ReplacementModel) -> str:
     return " ".join(_labels(rm, rm.tokens.tolist()))
 
 
-def _node_frame(rm: ReplacementModel, keep: np.ndarray, ids: Tensor, probs: Tensor, infl: Tensor,
+def _node_frame(rm: ReplacementModel, keep: np.ndarray, ids: Tensor, probs: Tensor, infl: np.ndarray,
                 top_logit_row: Tensor) -> pd.DataFrame:
     S, P = rm.sources, rm.P
     kind, layer, pos, feat, di = S.kind[keep], S.layer[keep], S.pos[keep], S.feature[keep], S.dictionary[keep]
@@ -245,40 +245,7 @@ def _node_frame(rm: ReplacementModel, keep: np.ndarray, ids: Tensor, probs: Tens
         "activation": (lg[ids] - lg.mean()).double().numpy(),
     })
     nodes = pd.concat([src_nodes, logit_nodes], ignore_index=True)
-    nodes["influence"] = infl.double().numpy()
+    nodes["influence"] = np.asarray(infl, dtype=np.float64)
     return nodes
 
 
-def _head_edges(rm: ReplacementModel, tgt_list: list, target_nodes: np.ndarray, nodes: pd.DataFrame,
-                keep: np.ndarray, col_node: np.ndarray, batch_size: int, progress: bool
-                ) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
-    frames, edges = [], []
-    next_id = len(nodes)
-    keys = nodes["key"].to_numpy()
-    for start in tqdm(range(0, len(tgt_list), batch_size), disable=not progress, desc="head decomposition"):
-        batch = tgt_list[start: start + batch_size]
-        tn = target_nodes[start: start + batch_size]
-        direct, parts = head_parts(rm, batch)
-        d_np = direct.cpu()[:, keep].double().numpy()
-        p_np = {k: v.cpu()[:, keep].double().numpy() for k, v in parts.items()}
-        f, e = head_frames(d_np, p_np, tn, keys[tn], nodes["pos"].to_numpy()[tn], col_node[keep], next_id)
-        next_id += len(f)
-        frames.append(f)
-        edges.append(e)
-    heads = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    return heads, {k: np.concatenate([e[k] for e in edges]) for k in ("src", "dst", "weight", "channel")}
-
-
-def _head_influence(nodes: pd.DataFrame, e: dict[str, np.ndarray], out_infl: Tensor) -> None:
-    """A head node's influence: its target's (influence + logit weight) × its share of the target's |in-weight|."""
-    is_head = (nodes["kind"] == "head").to_numpy()
-    if not is_head.any():
-        return
-    n = len(nodes)
-    absin = np.bincount(e["dst"], weights=np.abs(e["weight"]), minlength=n)
-    oi = np.concatenate([out_infl.double().numpy(), np.zeros(n - len(out_infl))])
-    from_head = is_head[e["src"]]
-    h, t = e["src"][from_head], e["dst"][from_head]
-    vals = nodes["influence"].to_numpy(dtype=np.float64, na_value=np.nan).copy()
-    vals[h] = oi[t] * np.abs(e["weight"][from_head]) / np.maximum(absin[t], 1e-30)
-    nodes["influence"] = vals

@@ -14,8 +14,9 @@ Patching every edge gives exactly the corrupted run; patching none the clean run
 q/k/v input is patched at ``hook_q/k/v`` by recomputing ``ln1(resid_pre + δ_h) W[h] + b[h]`` for the patched heads
 only, which equals patching TransformerLens' split per-head input (``hook_q_input``) at a fraction of its cost.
 
-**Many configurations at once.** :func:`patched_metrics` evaluates ``k`` masks by repeating the batch ``k`` times
-(``batch_size // len(batch)`` configurations per forward) — exact single-edge or single-node scores for all edges.
+**Many configurations at once.** :func:`patched_metrics` evaluates ``k`` masks by running the batch ``k`` times in
+one forward (``batch_size // len(batch)`` configurations per forward) — exact single-edge or single-node scores for
+all edges. The metric still sees the real batch, once per configuration.
 
 **Scores.** ``exact score(u → v) = mean M(clean with u → v patched) − mean M(clean)``: the quantity EAP approximates
 to first order. EAP equals it wherever the metric is linear in the edge's term — e.g. v-channel and LOGITS edges of a
@@ -42,6 +43,7 @@ from circuitdb.attribution.eap import (
     baseline_sources, batches, check_ablation, check_batch_size, check_dataset, dataset_mean, metric_values,
 )
 from circuitdb.errors import AttributionError, ConfigError
+from circuitdb.tasks.metrics import resolve_metric
 
 if TYPE_CHECKING:  # pragma: no cover
     from transformer_lens import HookedTransformer
@@ -54,8 +56,9 @@ def _patched_forward(
     model: "HookedTransformer", comp: ComponentGraph, batch: "PromptPairs", base: Tensor, masks: Tensor,
     metric: Callable, clean_logits: Tensor | None = None,
 ) -> Float[Tensor, " k"]:
-    """Sum over the batch of the metric for each of the ``k`` masks ``[k, (pos,) n_rcv, n_src]`` (metrics with
-    ``needs_clean`` are prepared here on ``clean_logits`` repeated like the batch).
+    """Sum over the batch of the metric for each of the ``k`` masks ``[k, (pos,) n_rcv, n_src]``. The model runs the
+    batch repeated ``k`` times in one forward; the metric (prepared once on ``clean_logits`` when it ``needs_clean``)
+    is called ``k`` times on the real ``batch``.
 
     The model runs unsplit. A patched MLP / LOGITS input gets ``act + delta``; a patched head input is applied at
     ``hook_q/k/v``: ``ln1(resid_pre + delta_h) W[h] + b[h]`` for the patched (configuration, head) slots, the
@@ -116,12 +119,14 @@ def _patched_forward(
             hooks.append((f"blocks.{layer}.hook_mlp_in", h))
     if (h := patch_add(comp.n_rcv - 1)) is not None:
         hooks.append((f"blocks.{comp.n_layers - 1}.hook_resid_post", h))
-    rep = batch.batch(torch.arange(b).repeat(k))
+    tokens = batch.clean.to(model.cfg.device).repeat(k, 1)
     with torch.no_grad(), split_qkv(model, False), model.hooks(fwd_hooks=hooks):
-        logits = model(rep.clean.to(model.cfg.device))
+        logits = model(tokens)
     if getattr(metric, "needs_clean", False):
-        metric = metric.prepare(clean_logits.repeat(k, *([1] * (clean_logits.ndim - 1))), rep)
-    return metric_values(metric, logits, rep).reshape(k, b).double().sum(1).cpu()
+        metric = metric.prepare(clean_logits, batch)
+    # the metric sees the real batch once per configuration, never the repeated one (tasks/base.py protocol)
+    logits = logits.reshape(k, b, *logits.shape[1:])
+    return torch.stack([metric_values(metric, logits[j], batch).double().sum() for j in range(k)]).cpu()
 
 
 def patched_metrics(
@@ -236,8 +241,6 @@ def run_with_edge_masks(
     """:func:`run_with_edges_patched` for ``k`` masks at once (a sequence, or an array with a leading ``k`` axis):
     the baseline run is shared and the masks ride in the batch (``batch_size // len(batch)`` per forward), e.g. a
     whole faithfulness curve in one call. Returns the ``k`` mean metrics."""
-    from circuitdb.attribution.api import resolve_metric
-
     fn = resolve_metric(metric, dataset)
     with engine_mode(model) as comp:
         ds = [_dense_mask(comp, m, dataset.seq_len) for m in edge_masks]

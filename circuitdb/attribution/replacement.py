@@ -49,6 +49,63 @@ class Sources:
         return len(self.kind)
 
 
+HALF = (torch.float16, torch.bfloat16)
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype the linear backward runs in: the model's, or float32 for half-precision models (sums need it)."""
+    return torch.float32 if dtype in HALF else dtype
+
+
+def model_device(model) -> torch.device:  # noqa: ANN001
+    """The device of a model's parameters (its config's device when it has none)."""
+    p = next(iter(model.parameters()), None)
+    return p.device if p is not None else torch.device(model.cfg.device)
+
+
+@dataclass(frozen=True)
+class ActiveRows:
+    """The active features of one dictionary on one prompt, gathered once (the cost of a backward row is then
+    independent of the dictionary's width).
+
+    ``dec`` is ``[P, m, d_out]``: at each position the activation-scaled decoder rows of that position's active
+    features (zero-padded to ``m`` = the most active at any position); feature ``j`` (in ``(pos, feature)`` order) is
+    ``dec[pos[j], slot[j]]``. ``enc`` holds the encoder columns of the distinct active features as rows.
+    """
+
+    pos: Tensor
+    slot: Tensor
+    dec: Float[Tensor, "P m d_out"]
+    enc: Float[Tensor, "u d_in"]
+    enc_row: dict[int, int]
+
+    @classmethod
+    def gather(cls, d: Dictionary, pos: Tensor, feat: Tensor, acts: Tensor, P: int, dtype: torch.dtype
+               ) -> "ActiveRows":
+        counts = torch.bincount(pos, minlength=P)
+        m = int(counts.max()) if len(pos) else 0
+        start = torch.cumsum(counts, 0) - counts
+        slot = torch.arange(len(pos), device=pos.device) - start[pos]
+        dec = torch.zeros(P, m, d.d_out, dtype=dtype, device=d.W_dec.device)
+        dec[pos, slot] = d.W_dec[feat].to(dtype) * acts.to(dtype)[:, None]
+        uniq = torch.unique(feat)
+        enc = d.W_enc[:, uniq].T.to(dtype).contiguous()
+        return cls(pos, slot, dec, enc, {f: i for i, f in enumerate(uniq.tolist())})
+
+    def project(self, G: Float[Tensor, "B P d"]) -> Float[Tensor, "B n"]:
+        """``G[b, pos_j] · a_j W_dec[f_j]`` for every active feature ``j``: one batched matmul over positions."""
+        if not len(self.pos):
+            return G.new_zeros(G.shape[0], 0)
+        proj = torch.bmm(G.transpose(0, 1), self.dec.transpose(1, 2))  # [P, B, m]
+        return proj[self.pos, :, self.slot].T
+
+    def encoder(self, feature: int) -> Float[Tensor, " d_in"]:
+        row = self.enc_row.get(int(feature))
+        if row is None:
+            raise AttributionError(f"feature {feature} is not active on this prompt; only active features are targets")
+        return self.enc[row]
+
+
 def check_tokens(model, tokens) -> Tensor:  # noqa: ANN001
     """A 1-D LongTensor of valid ids, or ConfigError saying what is wrong."""
     if not isinstance(tokens, Tensor):
@@ -79,7 +136,7 @@ class ReplacementModel:
     # ------------------------------------------------------------------------------------------ construction
     @classmethod
     def build(cls, model, tokens, dicts: list[Dictionary],  # noqa: ANN001
-              dtype: torch.dtype | None = None) -> "ReplacementModel":
+              dtype: torch.dtype | None = None, device: "torch.device | str | None" = None) -> "ReplacementModel":
         self = cls()
         cfg = model.cfg
         if cfg.normalization_type not in NORMS:
@@ -87,16 +144,20 @@ class ReplacementModel:
         if getattr(cfg, "parallel_attn_mlp", False):
             raise ConfigError("models with parallel attention and MLP are not supported by the feature engine")
         dtype = dtype or cfg.dtype
-        if cfg.dtype != dtype:
+        device = torch.device(device) if device is not None else model_device(model)
+        if cfg.dtype != dtype or model_device(model) != device:
             model = copy.deepcopy(model)
             model.to(dtype, print_details=False)
-        self.model, self.cfg, self.dtype = model, model.cfg, dtype
+            model.to(device, print_details=False)
+        self.model, self.cfg = model, model.cfg
+        self.model_dtype = dtype
+        self.dtype = compute_dtype(dtype)  # the linear backward: float32 for half-precision models
         self.tokens = check_tokens(model, tokens)
-        self.dicts = [d.to(dtype=dtype) for d in dicts]
+        self.dicts = [d.to(dtype=dtype, device=device) for d in dicts]
         L, P = cfg.n_layers, len(self.tokens)
         self.P, self.L, self.norm = P, L, cfg.normalization_type
         with torch.no_grad():
-            logits, cache = model.run_with_cache(self.tokens[None].to(cfg.device))
+            logits, cache = model.run_with_cache(self.tokens[None].to(device))
         for name, val in [("logits", logits), *cache.items()]:
             if torch.isnan(val).any() or (name != "logits" and not name.endswith("hook_attn_scores")
                                            and torch.isinf(val).any()):
@@ -104,19 +165,20 @@ class ReplacementModel:
                                        "weights are broken")
         self.logits = logits[0]
         self.device = self.logits.device
-        self.patterns = [cache[f"blocks.{l}.attn.hook_pattern"][0] for l in range(L)]
-        scale = (lambda h: cache[h][0].reshape(P, 1)) if self.norm else (lambda h: None)
+        c = self._c
+        self.patterns = [c(cache[f"blocks.{l}.attn.hook_pattern"][0]) for l in range(L)]
+        scale = (lambda h: c(cache[h][0].reshape(P, 1))) if self.norm else (lambda h: None)
         self.ln1 = [scale(f"blocks.{l}.ln1.hook_scale") for l in range(L)]
         self.ln2 = [None if cfg.attn_only else scale(f"blocks.{l}.ln2.hook_scale") for l in range(L)]
         self.lnf = scale("ln_final.hook_scale")
         blocks = model.blocks
-        self.W_O = [blocks[l].attn.W_O.detach() for l in range(L)]  # [h e d]
-        self.W_V = [blocks[l].attn.W_V.detach() for l in range(L)]  # [h d e]
-        self.w1 = [getattr(blocks[l].ln1, "w", None) for l in range(L)]
-        self.wf = getattr(getattr(model, "ln_final", None), "w", None)
-        W_U = model.W_U.detach()
+        self.W_O = [c(blocks[l].attn.W_O.detach()) for l in range(L)]  # [h e d]
+        self.W_V = [c(blocks[l].attn.W_V.detach()) for l in range(L)]  # [h d e]
+        self.w1 = [c(getattr(blocks[l].ln1, "w", None)) for l in range(L)]
+        self.wf = c(getattr(getattr(model, "ln_final", None), "w", None))
+        W_U = c(model.W_U.detach())
         self.W_U_centred = W_U - W_U.mean(1, keepdim=True)
-        self.embed = cache["blocks.0.hook_resid_pre"][0]
+        self.embed = c(cache["blocks.0.hook_resid_pre"][0])
         # dictionaries: activations, errors, sites
         self.acts, self.errors, self.dict_site, self.dict_station = [], [], [], []
         self.transcoded: dict[int, int] = {}
@@ -125,7 +187,7 @@ class ReplacementModel:
             layer, suffix = parse_hook(d.hook_in)
             x = cache[d.hook_in][0]
             a = d.encode(x)
-            self.errors.append(cache[d.hook_out][0] - d.decode(a))
+            self.errors.append(c(cache[d.hook_out][0] - d.decode(a) - d.skip(x)))  # a skip path stays live
             self.acts.append(a)
             if d.kind == "transcoder":
                 self.transcoded[layer] = i
@@ -136,8 +198,10 @@ class ReplacementModel:
                 self.sae_at[st] = i
                 self.dict_site.append(("sae", st))
                 self.dict_station.append(st)
+        self.skip_at = {l: i for l, i in self.transcoded.items() if self.dicts[i].W_skip is not None}
+        self.W_skip = {l: c(self.dicts[i].W_skip) for l, i in self.skip_at.items()}
         self.mlp_layers = [] if cfg.attn_only else [l for l in range(L) if l not in self.transcoded]
-        self.mlp_out = {l: cache[f"blocks.{l}.hook_mlp_out"][0] for l in self.mlp_layers}
+        self.mlp_out = {l: c(cache[f"blocks.{l}.hook_mlp_out"][0]) for l in self.mlp_layers}
         self.steps: list[tuple[str, object]] = []
         for l in range(L):
             self.steps += [("station", f"pre{l}"), ("attn", l)]
@@ -148,6 +212,10 @@ class ReplacementModel:
         self.sources = self._sources()
         return self
 
+    def _c(self, t: "Tensor | None") -> "Tensor | None":
+        """Cast to the compute dtype (frozen values of a half-precision model are used in float32)."""
+        return None if t is None else t.to(self.dtype)
+
     def _sources(self) -> Sources:
         cols: dict[str, list] = {k: [] for k in ("kind", "layer", "pos", "feature", "dictionary", "activation")}
 
@@ -157,9 +225,11 @@ class ReplacementModel:
                 cols[k].append(np.asarray(v))
 
         self.feat_index = []  # per dictionary: (pos, feature) LongTensors of its active features
+        self.active: list[ActiveRows] = []  # per dictionary: the active features' decoder / encoder rows
         for i, (d, a) in enumerate(zip(self.dicts, self.acts)):
             pos, feat = torch.nonzero(a > 0, as_tuple=True)
             self.feat_index.append((pos, feat))
+            self.active.append(ActiveRows.gather(d, pos, feat, a[pos, feat], self.P, self.dtype))
             add("feature", d.layer, pos.cpu().numpy(), feat.cpu().numpy(), i, a[pos, feat].double().cpu().numpy())
         ar = np.arange(self.P)
         for i, (d, e) in enumerate(zip(self.dicts, self.errors)):
@@ -190,6 +260,12 @@ class ReplacementModel:
             gy = einsum(gv, self.W_V[l], "b k h e, h d e -> b k d")
         return self._norm_T(gy, self.ln1[l], self.w1[l])
 
+    def skip_back(self, l: int, G: Float[Tensor, "B P d"]) -> Float[Tensor, "B P d"]:
+        """Gradient through the linear skip path of layer ``l``'s skip transcoder (MLP output → ``mid{l}``)."""
+        g = G @ self.W_skip[l].T
+        _, suffix = parse_hook(self.dicts[self.skip_at[l]].hook_in)
+        return self._norm_T(g, self.ln2[l]) if suffix == "ln2.hook_normalized" and self.norm else g
+
     def propagate(self, G: Tensor, start: int, inj_top: dict, inj_raw: dict, *, heads: bool = True,
                   record: dict | None = None) -> dict:
         """Run the linear backward from step ``start`` down; returns the gradient at every source site.
@@ -210,6 +286,8 @@ class ReplacementModel:
                     G = G + inj_raw[key]
             elif kind == "mlp":
                 grads[("mlp", key)] = G
+                if key in self.skip_at:
+                    G = G + self.skip_back(key, G)
             elif heads:
                 G = G + self.attn_back(key, G)
             elif record is not None:
@@ -225,10 +303,7 @@ class ReplacementModel:
         zero = torch.zeros_like(grads[("embed",)])
         grads = {site: grads.get(site, zero) for site in [*self.dict_site, *(("mlp", l) for l in self.mlp_layers)]} | {
             ("embed",): grads[("embed",)]}  # sites above the start of a partial backward get no gradient
-        parts = []
-        for (pos, feat), d, a, site in zip(self.feat_index, self.dicts, self.acts, self.dict_site):
-            proj = einsum(grads[site], d.W_dec, "b p d, w d -> b p w")
-            parts.append(proj[:, pos, feat] * a[pos, feat])
+        parts = [rows.project(grads[site]) for rows, site in zip(self.active, self.dict_site)]
         for e, site in zip(self.errors, self.dict_site):
             parts.append(einsum(grads[site], e, "b p d, p d -> b p"))
         for l in self.mlp_layers:
@@ -243,7 +318,7 @@ class ReplacementModel:
             r = self.W_U_centred[:, index]
             return "final", False, self._norm_T(r, None if self.lnf is None else self.lnf[pos], self.wf)
         d = self.dicts[di]
-        r = d.W_enc[:, index]
+        r = self.active[di].encoder(index)
         if d.kind == "sae":
             return self.dict_station[di], True, r
         layer, suffix = parse_hook(d.hook_in)
@@ -308,10 +383,14 @@ class ReplacementModel:
         def replace(i):  # noqa: ANN001
             def fn(t, hook):  # noqa: ANN001
                 rec[hook.name] = t[0].detach().clone()
-                return (self.dicts[i].decode(acts[i]) + errs[i])[None]
+                d = self.dicts[i]
+                out = d.decode(acts[i]) + errs[i].to(t.dtype)
+                if d.W_skip is not None:  # the skip path reads the live input
+                    out = out + d.skip(rec[d.hook_in])
+                return out[None].to(t.dtype)
             return fn
 
-        hooks = [("blocks.0.hook_resid_pre", lambda t, hook: t + emb_delta[None])]
+        hooks = [("blocks.0.hook_resid_pre", lambda t, hook: t + emb_delta[None].to(t.dtype))]
         for l in range(self.L):
             hooks.append((f"blocks.{l}.attn.hook_pattern", const(self.patterns[l])))
             if self.norm is not None:
@@ -336,7 +415,7 @@ class ReplacementModel:
                 return t
             hooks.append((f"blocks.{l}.attn.hook_z", zero))
         with torch.no_grad(), self.model.hooks(fwd_hooks=hooks):
-            rec["logits"] = self.model(self.tokens[None].to(self.cfg.device))[0]
+            rec["logits"] = self.model(self.tokens[None].to(self.device))[0]
         return rec
 
     def target_value(self, rec: dict[str, Tensor], target: tuple[str, int, int, int]) -> float:

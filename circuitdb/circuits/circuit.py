@@ -17,7 +17,9 @@ import numpy as np
 import pandas as pd
 
 from circuitdb.errors import ConfigError
-from circuitdb.graph import CHANNELS, AttributionGraph, encode_channels
+from circuitdb.graph import CHANNELS, HTML_VIEWS, AttributionGraph, encode_channels
+from circuitdb.pruning import PruneResult, prune_result, remove_dead_ends_masks
+from circuitdb.store.base import register_circuit_builder
 
 if TYPE_CHECKING:  # pragma: no cover
     import networkx as nx
@@ -77,25 +79,18 @@ class Circuit:
         g = self.graph
         return _edge_mask(graph, g.keys[g.src], g.keys[g.dst], g.channel)
 
-    def to_networkx(self) -> "nx.DiGraph":
-        """A DiGraph keyed by node key, node attributes from ``nodes``; parallel (q/k/v) edges become one edge with
-        the summed ``weight`` and a ``channels`` string such as ``"k,v"``."""
-        import networkx as nx
-
-        g = nx.DiGraph(graph_id=self.source_graph_id, method=self.method, name=self.name)
-        for rec in self.graph.nodes.to_dict("records"):
-            attrs = {k: v for k, v in rec.items() if not (isinstance(v, float) and np.isnan(v))}
-            g.add_node(rec["key"], **attrs)
-        for s, t, w, c in self.edges[["source", "target", "weight", "channel"]].itertuples(index=False):
-            if g.has_edge(s, t):
-                d = g.edges[s, t]
-                d["weight"] += w
-                d["channels"] = ",".join(sorted(set(filter(None, d["channels"].split(",") + [c]))))
-            else:
-                g.add_edge(s, t, weight=float(w), channels=c)
-        for _, _, d in g.edges(data=True):
-            d["abs_weight"] = abs(d["weight"])
+    def to_networkx(self) -> "nx.MultiDiGraph":
+        """A MultiDiGraph keyed by node key (see :meth:`AttributionGraph.to_networkx`): one edge per circuit edge,
+        q/k/v edges of one pair kept apart with their own ``weight`` and ``channel``; graph attributes name the
+        source graph, method and circuit."""
+        g = self.graph.to_networkx()
+        g.graph.update(graph_id=self.source_graph_id, method=self.method, name=self.name)
         return g
+
+    def _repr_html_(self) -> str | None:
+        """The interactive offline view of the circuit inside a notebook cell (see AttributionGraph._repr_html_)."""
+        view = HTML_VIEWS.get("notebook")
+        return view(self) if view is not None else None
 
     def evaluate(self, model: Any, dataset: Any, **kwargs: Any) -> "Circuit":
         """A copy with MIB faithfulness on ``model`` (object or zoo/pretrained name) and ``dataset`` (PromptPairs or a
@@ -130,6 +125,16 @@ class Circuit:
         return cls.from_record(graph, rec)
 
     @classmethod
+    def from_prune(cls, res: PruneResult, scores: dict[str, Any] | None = None,
+                   source_graph_id: str | None = None) -> "Circuit":
+        """The pruned subgraph of a :class:`~circuitdb.pruning.PruneResult` as a Circuit of ``source_graph_id``
+        (default: the pruned graph's id), with its sizes in ``scores``."""
+        kept_frac = res.n_edges / max(res.graph.n_edges, 1)
+        base = {"n_nodes": res.n_nodes, "n_edges": res.n_edges, "edge_fraction": kept_frac}
+        return cls(res.subgraph(), source_graph_id=source_graph_id or res.graph.id, method=res.method,
+                   params=dict(res.params), scores={**base, **(scores or {})})
+
+    @classmethod
     def from_record(cls, graph: AttributionGraph, rec: dict[str, Any]) -> "Circuit":
         keys = set(rec.get("node_keys") or [])
         node_mask = np.isin(graph.keys, list(keys))
@@ -148,36 +153,34 @@ class Circuit:
                    params=params, scores=scores, name=rec.get("name"))
 
 
-def circuit_from_store(store: "GraphStore", graph_id: str, prune: str | dict | None = "influence",
+def circuit_from_store(store: "GraphStore", graph_id: str, prune: str | dict | None = "auto",
                        **params: Any) -> Circuit:
     """Read ``graph_id`` and prune it. ``prune`` is a method name, a dict ``{"method": ..., **params}``, or None
     (the whole graph as a circuit). ``min_abs_weight=`` (optional) reads only edges at least that strong first."""
-    from circuitdb.circuits.prune import prune_result
-
     min_abs = params.pop("min_abs_weight", None)
     graph = store.read_subgraph(graph_id, min_abs_weight=float(min_abs)) if min_abs else store.read_graph(graph_id)
     if isinstance(prune, dict):
         prune = dict(prune)
-        method = prune.pop("method", "influence")
+        method = prune.pop("method", "auto")
         params = {**prune, **params}
     else:
         method = prune
     if method is None:
         return Circuit(graph, source_graph_id=graph_id, method="none", params={},
                        scores={"n_nodes": graph.n_nodes, "n_edges": graph.n_edges, "edge_fraction": 1.0})
-    res = prune_result(graph, method, **params)
-    c = res.circuit(source_graph_id=graph_id)
+    c = Circuit.from_prune(prune_result(graph, method, **params), source_graph_id=graph_id)
     if min_abs:  # pruned from a filtered read: say so, and count the kept fraction against the read
         c = replace(c, params={**c.params, "min_abs_weight": float(min_abs)})
     return c
+
+
+register_circuit_builder(circuit_from_store)  # store.circuit(...) without an import of circuits/ by store/
 
 
 def circuit_from_nodes(graph: AttributionGraph, keys: Any, *, include_kinds: tuple[str, ...] = ("embed", "logit"),
                        method: str = "nodes", params: dict | None = None) -> Circuit:
     """The circuit spanned by node ``keys`` (e.g. the heads a query returned) plus every node of ``include_kinds``:
     all edges among them, then dead-end removal. Unknown keys raise ConfigError."""
-    from circuitdb.circuits.prune import remove_dead_ends_masks
-
     keys = [str(k) for k in keys]
     missing = sorted(set(keys) - set(graph.keys.tolist()))
     if missing:

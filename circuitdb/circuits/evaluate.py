@@ -24,17 +24,17 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
-from scipy.stats import rankdata
 
-from circuitdb.circuits.circuit import Circuit
-from circuitdb.circuits.prune import _influence, _normalised, logit_weights, prune_result
 from circuitdb.errors import ConfigError
-from circuitdb.graph import AttributionGraph
+from circuitdb.graph import CHANNELS, AttributionGraph
+from circuitdb.pruning import graph_scores as plain_graph_scores
+from circuitdb.pruning import influence, logit_weights, normalised_weights, prune_result
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
     from transformer_lens import HookedTransformer
 
+    from circuitdb.circuits.circuit import Circuit
     from circuitdb.tasks.base import PromptPairs
 
 log = logging.getLogger(__name__)
@@ -117,13 +117,13 @@ def baselines(model: "HookedTransformer", dataset: "PromptPairs", *, metric: Any
     return Baselines(full, empty)
 
 
-def circuit_metric(model: "HookedTransformer", dataset: "PromptPairs", circuit: Circuit | AttributionGraph, *,
+def circuit_metric(model: "HookedTransformer", dataset: "PromptPairs", circuit: "Circuit | AttributionGraph", *,
                    metric: Any = None, ablation: str = "patch", batch_size: int = 32) -> float:
     """``m(C)``: the mean metric with every edge outside the circuit patched."""
     from circuitdb.attribution.components import component_graph
     from circuitdb.attribution.patching import run_with_edges_patched
 
-    g = circuit.graph if isinstance(circuit, Circuit) else circuit
+    g = circuit if isinstance(circuit, AttributionGraph) else circuit.graph  # a Circuit (duck-typed: no import)
     keep = _model_mask(model, g)
     n = component_graph(model).n_edges
     if keep.size != n:  # a per-position circuit: [max_pos + 1, n_edges] flattened → pad to the dataset's length
@@ -134,7 +134,7 @@ def circuit_metric(model: "HookedTransformer", dataset: "PromptPairs", circuit: 
     return run_with_edges_patched(model, dataset, ~keep, ablation, metric, batch_size=batch_size)
 
 
-def faithfulness(model: "HookedTransformer", dataset: "PromptPairs", circuit: Circuit | AttributionGraph, *,
+def faithfulness(model: "HookedTransformer", dataset: "PromptPairs", circuit: "Circuit | AttributionGraph", *,
                  metric: Any = None, ablation: str = "patch", batch_size: int = 32,
                  base: Baselines | None = None) -> float:
     """MIB faithfulness of a component circuit (module docstring)."""
@@ -143,8 +143,8 @@ def faithfulness(model: "HookedTransformer", dataset: "PromptPairs", circuit: Ci
     return base.faithfulness(m)
 
 
-def evaluate_circuit(model: "HookedTransformer", dataset: "PromptPairs", circuit: Circuit, *, metric: Any = None,
-                     ablation: str = "patch", batch_size: int = 32, base: Baselines | None = None) -> Circuit:
+def evaluate_circuit(model: "HookedTransformer", dataset: "PromptPairs", circuit: "Circuit", *, metric: Any = None,
+                     ablation: str = "patch", batch_size: int = 32, base: Baselines | None = None) -> "Circuit":
     """The circuit with ``faithfulness``, ``m_circuit``, ``m_full``, ``m_empty`` added to its scores."""
     base = base or baselines(model, dataset, metric=metric, ablation=ablation, batch_size=batch_size)
     m = circuit_metric(model, dataset, circuit, metric=metric, ablation=ablation, batch_size=batch_size)
@@ -181,8 +181,20 @@ def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
     n_pos, n_neg = int(y.sum()), int((~y).sum())
     if n_pos == 0 or n_neg == 0:
         raise ConfigError(f"ROC AUC needs both positives and negatives; got {n_pos} positive, {n_neg} negative")
-    r = rankdata(s)
+    r = _average_ranks(s)
     return float((r[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def _average_ranks(x: np.ndarray) -> np.ndarray:
+    """1-based ranks of ``x``, ties sharing their average rank."""
+    order = np.argsort(x, kind="stable")
+    xs = x[order]
+    starts = np.flatnonzero(np.r_[True, xs[1:] != xs[:-1]])
+    ends = np.r_[starts[1:], len(xs)]
+    avg = (starts + ends + 1) / 2.0  # mean of ranks starts+1 .. ends
+    out = np.empty(len(x))
+    out[order] = np.repeat(avg, ends - starts)
+    return out
 
 
 def node_scores(graph: AttributionGraph, how: str = "abs_sum") -> np.ndarray:
@@ -196,28 +208,62 @@ def node_scores(graph: AttributionGraph, how: str = "abs_sum") -> np.ndarray:
         np.maximum.at(out, graph.dst, a)
         return out
     if how == "influence":
-        return _influence(graph, _normalised(graph, np.ones(graph.n_edges, bool)), logit_weights(graph))
+        return influence(graph, normalised_weights(graph, np.ones(graph.n_edges, bool)), logit_weights(graph))
     raise ConfigError(f"unknown node score {how!r}; valid options: abs_max, abs_sum, influence")
 
 
 def roc_auc_nodes(graph: AttributionGraph, truth: Iterable[str], how: str = "abs_sum",
                   kinds: Iterable[str] = ("head", "mlp", "feature")) -> float:
-    """ROC AUC of node scores against ground-truth node keys, over nodes of ``kinds``."""
-    truth = set(truth)
-    k = graph.nodes["kind"].isin(list(kinds)).to_numpy()
-    labels = np.isin(graph.keys, list(truth))
-    unknown = truth - set(graph.keys[k])
+    """ROC AUC of node scores against ground-truth node keys, over nodes of ``kinds`` plus the kinds of the truth
+    nodes themselves (a truth set that names the embedding ``E`` or ``LOGITS`` ranks those kinds too)."""
+    truth = {str(t) for t in truth}
+    unknown = truth - set(graph.keys.tolist())
     if unknown:
-        raise ConfigError(f"ground-truth node(s) {sorted(unknown)[:5]} are not {'/'.join(kinds)} nodes of graph {graph.id!r}")
+        raise ConfigError(f"ground-truth node(s) {sorted(unknown)[:5]} are not nodes of graph {graph.id!r}")
+    node_kinds = graph.nodes["kind"].to_numpy()
+    ranked = set(kinds) | set(node_kinds[np.isin(graph.keys, list(truth))].tolist())
+    k = np.isin(node_kinds, list(ranked))
+    labels = np.isin(graph.keys, list(truth))
     return roc_auc(node_scores(graph, how)[k], labels[k])
 
 
-def roc_auc_edges(graph: AttributionGraph, truth: Iterable[tuple[str, str]]) -> float:
-    """ROC AUC of |edge weight| against ground-truth (source key, target key) pairs (any channel)."""
-    truth = set(map(tuple, truth))
+def roc_auc_edges(graph: AttributionGraph, truth: Iterable[tuple]) -> float:
+    """ROC AUC of |edge weight| against ground-truth edges.
+
+    ``truth`` holds ``(source key, target key, channel)`` triples (channel ``""``, ``q``, ``k`` or ``v``): each
+    stored edge is ranked on its own, so the q/k/v edges of one pair count separately. With ``(source, target)``
+    pairs the ranking is over pairs instead: parallel channel edges collapse to one pair scored by their largest
+    |weight|. Mixing the two forms, unknown channels and edges not in the graph raise ConfigError."""
+    truth = [tuple(t) for t in truth]
+    sizes = {len(t) for t in truth}
+    if not truth or not sizes <= {2, 3} or len(sizes) != 1:
+        raise ConfigError("truth must be a non-empty list of (source, target) pairs or of (source, target, channel) "
+                          f"triples, one form only; got sizes {sorted(sizes)}")
     keys = graph.keys
-    labels = np.fromiter(((s, t) in truth for s, t in zip(keys[graph.src], keys[graph.dst])), bool, graph.n_edges)
-    return roc_auc(np.abs(graph.weight), labels)
+    src, dst = keys[graph.src], keys[graph.dst]
+    a = np.abs(graph.weight)
+    if sizes == {3}:
+        bad = sorted({str(t[2]) for t in truth} - set(CHANNELS))
+        if bad:
+            raise ConfigError(f"unknown channel(s) {bad} in truth; valid channels: {', '.join(map(repr, CHANNELS))}")
+        code = {c: i for i, c in enumerate(CHANNELS)}
+        want = {(str(s), str(t), code[str(c)]) for s, t, c in truth}
+        have = set(zip(src.tolist(), dst.tolist(), graph.channel.tolist()))
+        missing = want - have
+        if missing:
+            raise ConfigError(f"ground-truth edge(s) {sorted(missing)[:3]} are not edges of graph {graph.id!r}")
+        labels = np.fromiter(((s, t, c) in want for s, t, c in zip(src, dst, graph.channel.tolist())), bool,
+                             graph.n_edges)
+        return roc_auc(a, labels)
+    import pandas as pd
+
+    pairs = pd.DataFrame({"s": src, "t": dst, "a": a}).groupby(["s", "t"], sort=True)["a"].max()
+    want = {(str(s), str(t)) for s, t in truth}
+    missing = want - set(pairs.index)
+    if missing:
+        raise ConfigError(f"ground-truth edge(s) {sorted(missing)[:3]} are not edges of graph {graph.id!r}")
+    labels = np.fromiter((p in want for p in pairs.index), bool, len(pairs))
+    return roc_auc(pairs.to_numpy(), labels)
 
 
 # ------------------------------------------------------------------------------------------- feature graphs
@@ -235,25 +281,10 @@ def graph_scores(graph: AttributionGraph) -> dict[str, float]:
     Head nodes (each a part of edges into one target) are collapsed back into plain edges first
     (:func:`circuitdb.attribution.feature_heads.collapse_heads`); frozen-MLP nodes count as errors (as in
     :mod:`circuitdb.attribution.features`)."""
-    g = _collapsed(graph)
-    kinds = g.nodes["kind"].to_numpy()
-    err = np.isin(kinds, ("error", "mlp"))
-    if not err.any():
-        return {"replacement": 1.0, "completeness": 1.0}
-    a_hat = _normalised(g, np.ones(g.n_edges, bool))
-    w = logit_weights(g)
-    infl = _influence(g, a_hat, w)
-    tok, e_inf = infl[kinds == "embed"].sum(), infl[err].sum()
-    replacement = float(tok / (tok + e_inf)) if tok + e_inf > 0 else float("nan")
-    from_err = np.bincount(g.dst, np.where(err[g.src], a_hat, 0.0), g.n_nodes)
-    has_in = np.bincount(g.dst, minlength=g.n_nodes) > 0
-    non_err = np.where(has_in, 1.0 - from_err, 1.0)
-    out = infl + w
-    completeness = float((non_err * out).sum() / out.sum())
-    return {"replacement": replacement, "completeness": completeness}
+    return plain_graph_scores(_collapsed(graph))
 
 
-def feature_ablation_effect(graph: AttributionGraph, keep: Circuit | np.ndarray | Iterable[str]) -> "pd.DataFrame":
+def feature_ablation_effect(graph: AttributionGraph, keep: "Circuit | np.ndarray | Iterable[str]") -> "pd.DataFrame":
     """Logit effect of ablating every node outside a feature circuit, in the frozen replacement model linearised at
     the clean run (attention patterns, LayerNorm scales and the features' on/off gates frozen), computed on the graph.
 
@@ -267,7 +298,7 @@ def feature_ablation_effect(graph: AttributionGraph, keep: Circuit | np.ndarray 
     """
     import pandas as pd
 
-    if isinstance(keep, Circuit):
+    if hasattr(keep, "node_keys"):  # a Circuit
         keep = keep.node_keys
     if isinstance(keep, np.ndarray) and keep.dtype == bool:
         if keep.shape != (graph.n_nodes,):

@@ -80,6 +80,18 @@ def demo(
                             min_weight=floor, limit=3)
     paths = paths.assign(path=[" → ".join(p) for p in paths["path"]])[["path", "product", "bottleneck"]]
     _table(con, f"strongest token → {best['key']} paths (every edge |w| ≥ {floor:.3g})", paths)
+
+    con.rule("[bold]5. Pictures: the induction circuit as a PNG, the feature circuit as an offline page")
+    from pathlib import Path
+
+    from circuitdb.render import render
+
+    out = Path("circuitdb-demo")
+    out.mkdir(exist_ok=True)
+    png = render(circuit, out / "induction-circuit.png")
+    page = render(st.circuit(fgraph.id, prune="influence"), out / "ioi-feature-circuit.html")
+    con.print(f"wrote {png.resolve()} and {page.resolve()} (open the page in a browser; it works offline)",
+              markup=False, highlight=False)
     con.rule()
     con.print(f"done in {time.perf_counter() - t0:.1f} s. Explore: circuitdb graphs list --store {st.uri}")
     st.close()

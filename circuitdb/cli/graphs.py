@@ -26,22 +26,16 @@ def _console():
     return Console()
 
 
-def _jsonable(v: Any) -> Any:
-    import numpy as np
-
-    if isinstance(v, np.generic):
-        v = v.item()
-    if isinstance(v, float) and v != v:  # NaN
-        return None
-    return v
-
-
 def _print_json(obj: Any) -> None:
-    typer.echo(json.dumps(obj, indent=1, default=_jsonable, sort_keys=False))
+    from circuitdb.plain import plain_value
+
+    typer.echo(json.dumps(plain_value(obj, nan_to_none=True), indent=1, sort_keys=False, default=str))
 
 
 def _records(df) -> list[dict[str, Any]]:
-    return [{k: _jsonable(v) for k, v in rec.items()} for rec in df.to_dict("records")]
+    from circuitdb.plain import plain_value
+
+    return [{k: plain_value(v, nan_to_none=True) for k, v in rec.items()} for rec in df.to_dict("records")]
 
 
 @graphs_app.command("list")
@@ -94,12 +88,14 @@ def show_cmd(graph_id: str = typer.Argument(..., metavar="ID", help="Graph id (s
         return
     from rich.table import Table
 
+    from circuitdb.plain import plain_value
+
     con = _console()
     meta = Table(title=f"graph {graph.id}: {graph.n_nodes:,} nodes, {graph.n_edges:,} edges", show_header=False)
     meta.add_column("field", style="bold")
     meta.add_column("value", overflow="fold")
     for k, v in sorted(info["meta"].items()):
-        meta.add_row(str(k), v if isinstance(v, str) else json.dumps(v, default=_jsonable))
+        meta.add_row(str(k), v if isinstance(v, str) else json.dumps(plain_value(v, nan_to_none=True), default=str))
     meta.add_row("nodes by kind", ", ".join(f"{k} {n}" for k, n in info["nodes_by_kind"].items()))
     con.print(meta)
     if info["top_edges"]:
@@ -124,31 +120,41 @@ def delete_cmd(graph_id: str = typer.Argument(..., metavar="ID", help="Graph id 
 
 
 def import_cmd(path: Path = typer.Argument(..., help="A graph directory written by `circuitdb export` / "
-                                                     "AttributionGraph.save (meta.json, nodes/edges.parquet)."),
+                                                     "AttributionGraph.save, or a file of another tool (--format)."),
                graph_id: Optional[str] = typer.Option(None, "--id", help="Store under this id [default: the graph's]."),
+               fmt: Optional[str] = typer.Option(None, "--format", help="native, neuronpedia, circuit-tracer, eap-ig, "
+                                                 "graphml, gexf [default: from the file]."),
                store: Optional[str] = STORE_OPTION) -> None:
-    """Import a graph in the native format into the store (replacing a graph of the same id)."""
-    from circuitdb.graph import AttributionGraph
+    """Import a graph into the store (replacing a graph of the same id); EAP-IG files also store their circuit."""
+    from circuitdb.formats import import_file
 
-    graph = AttributionGraph.load(path)
     with open_cli_store(store) as s:
-        gid = s.write_graph(graph, graph_id=graph_id)
+        gid, circuit = import_file(s, path, fmt, graph_id=graph_id)
+        graph = s.read_graph(gid)
         where = s.uri
-    _console().print(f"imported [bold]{gid}[/bold] ({graph.n_nodes:,} nodes, {graph.n_edges:,} edges) into {where}")
+    extra = f" and circuit [bold]{circuit}[/bold]" if circuit else ""
+    _console().print(f"imported [bold]{gid}[/bold] ({graph.n_nodes:,} nodes, {graph.n_edges:,} edges){extra} into "
+                     f"{where}")
 
 
 def export_cmd(graph_id: str = typer.Argument(..., metavar="ID", help="Graph id to export."),
-               path: Path = typer.Argument(..., help="Directory to write (native format)."),
+               path: Path = typer.Argument(..., help="Directory to write (native format), or a file (--format)."),
                force: bool = typer.Option(False, "--force", "-f", help="Write into a non-empty directory."),
+               fmt: Optional[str] = typer.Option(None, "--format", help="native, neuronpedia, eap-ig, graphml, gexf "
+                                                 "[default: from the suffix; none = native]."),
                store: Optional[str] = STORE_OPTION) -> None:
-    """Export a stored graph to the native format (a directory: meta.json, nodes.parquet, edges.parquet)."""
+    """Export a stored graph: native (a directory: meta.json, nodes.parquet, edges.parquet) or another tool's file."""
     from circuitdb.errors import ConfigError
+    from circuitdb.formats import write_file
 
-    if path.exists() and (not path.is_dir() or (any(path.iterdir()) and not force)):
+    native = (fmt or "native") == "native" and not path.suffix
+    if native and path.exists() and (not path.is_dir() or (any(path.iterdir()) and not force)):
         raise ConfigError(f"{path} exists and is not an empty directory; pass --force to overwrite")
+    if not native and path.exists() and not force:
+        raise ConfigError(f"{path} exists; pass --force to overwrite")
     with open_cli_store(store) as s:
         graph = s.read_graph(graph_id)
-    graph.save(path)
+    write_file(graph, path, fmt)
     _console().print(f"exported [bold]{graph.id}[/bold] ({graph.n_nodes:,} nodes, {graph.n_edges:,} edges) to {path}")
 
 

@@ -84,6 +84,7 @@ def prune_cmd(
     """Prune a stored graph into a circuit; print its size and strongest edges; optionally save it."""
     from rich.console import Console
 
+    from circuitdb.circuits.circuit import circuit_from_store
     from circuitdb.cli.common import open_cli_store, parse_params
 
     params = parse_params(param)
@@ -94,7 +95,7 @@ def prune_cmd(
     con = Console()
     st = open_cli_store(store)
     try:
-        c = st.circuit(graph_id, prune=method, **params)
+        c = circuit_from_store(st, graph_id, method, **params)
         uid = c.save(st, save) if save else None
     finally:
         st.close()

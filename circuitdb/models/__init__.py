@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Sequence
 
 from circuitdb.errors import ConfigError
-from circuitdb.models.zoo import ZOO, hub_reachable, list_models, load_dir, load_model
+from circuitdb.models.folder import load_dir
+from circuitdb.models.zoo import ZOO, hub_reachable, list_models, load_model
 
 if TYPE_CHECKING:  # pragma: no cover
     from jaxtyping import Int

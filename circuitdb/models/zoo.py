@@ -3,8 +3,8 @@
 Resolution order of :func:`load_model` ``(name_or_dir)``:
 1. a trained zoo name (``toy-induction-2l``, ``toy-ioi``) → the folder ``circuitdb/models/zoo/<name>/``;
 2. a random-init name (``random-*``) → a model built on the fly with a seeded init (no weight files);
-3. an existing local directory holding ``config.json`` (HookedTransformerConfig fields) and ``model.safetensors``
-   (and optionally ``vocab.json``, a word-level vocabulary);
+3. an existing local directory holding a TransformerLens ``config.json`` and weights, with an optional tokenizer
+   (see :mod:`circuitdb.models.folder`);
 4. a TransformerLens official model name or alias (``gpt2``, ``pythia-70m``, ...) → ``HookedTransformer.from_pretrained``
    (needs the Hugging Face hub or its local cache).
 Anything else raises ConfigError listing the zoo names.
@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from circuitdb.errors import ConfigError
+from circuitdb.models.build import OFF_FLAGS, build_model, torch_dtype_or_float32  # noqa: F401 - OFF_FLAGS re-exported
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -29,8 +30,7 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 ZOO_DIR = Path(__file__).parent / "zoo"
-# Fields left False in saved configs: the attribution engine switches on what it needs.
-OFF_FLAGS = {"use_attn_result": False, "use_split_qkv_input": False, "use_hook_mlp_in": False}
+_build = build_model  # the historical private name (tests use it)
 
 
 @dataclass(frozen=True)
@@ -75,82 +75,12 @@ def list_models() -> dict[str, str]:
     return {name: e.description for name, e in ZOO.items()}
 
 
-def _torch_dtype(dtype: "torch.dtype | str") -> "torch.dtype":
-    import torch
-
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    table = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16, "bfloat16": torch.bfloat16}
-    if dtype not in table:
-        raise ConfigError(f"unknown dtype {dtype!r}; valid options: {', '.join(table)}")
-    return table[dtype]
-
-
-def _build(cfg_dict: dict, name: str, device: str, dtype: "torch.dtype", seed: int = 0, tokenizer=None):  # noqa: ANN001
-    import dataclasses
-
-    import torch
-    from transformer_lens import HookedTransformer, HookedTransformerConfig
-
-    known = {f.name for f in dataclasses.fields(HookedTransformerConfig)}
-    unknown = sorted(set(cfg_dict) - known)
-    if unknown:
-        raise ConfigError(f"model {name!r}: config.json has unknown HookedTransformerConfig fields {unknown}")
-    cfg = {**OFF_FLAGS, **cfg_dict, "seed": None, "device": device, "dtype": dtype}
-    cfg.setdefault("model_name", name)
-    try:
-        config = HookedTransformerConfig(**cfg)
-    except (TypeError, ValueError, AssertionError) as e:
-        raise ConfigError(f"model {name!r}: invalid config: {e}") from e
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = HookedTransformer(config, tokenizer=tokenizer, move_to_device=False)
-        if dtype != torch.float32:  # the same weights whatever the dtype: draw them in float32, then cast
-            ref = HookedTransformer(dataclasses.replace(config, dtype=torch.float32), move_to_device=False)
-            torch.manual_seed(seed)
-            ref.init_weights()
-            model.load_state_dict({k: v.to(dtype) for k, v in ref.state_dict().items()})
-    model.to(device, print_details=False)
-    model.eval()
-    return model
-
-
-def load_dir(path: str | Path, *, device: str = "cpu", dtype: "torch.dtype | str" = "float32",
-             name: str | None = None) -> "HookedTransformer":
-    """Load ``config.json`` + ``model.safetensors`` (+ ``vocab.json``) from a folder."""
-    from safetensors.torch import load_file
-
-    from circuitdb.models.vocab import build_tokenizer, load_vocab
-
-    path = Path(path)
-    name = name or path.name
-    missing = [f for f in ("config.json", "model.safetensors") if not (path / f).is_file()]
-    if missing:
-        raise ConfigError(f"model folder {str(path)!r} lacks {missing}; it needs config.json and model.safetensors")
-    try:
-        cfg = json.loads((path / "config.json").read_text())
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"model folder {str(path)!r}: config.json is not valid JSON: {e}") from e
-    tokenizer = None
-    if (path / "vocab.json").is_file():
-        words = load_vocab(path / "vocab.json")
-        if len(words) != cfg.get("d_vocab"):
-            raise ConfigError(f"model {name!r}: vocab.json has {len(words)} words but d_vocab is {cfg.get('d_vocab')}")
-        tokenizer = build_tokenizer(words, name)
-    dt = _torch_dtype(dtype)
-    model = _build(cfg, name, device, dt, tokenizer=tokenizer)
-    state = load_file(str(path / "model.safetensors"), device="cpu")
-    try:
-        model.load_state_dict({k: (v.to(dt) if v.is_floating_point() else v) for k, v in state.items()}, strict=True)
-    except RuntimeError as e:
-        raise ConfigError(f"model {name!r}: weights do not match config.json: {e}") from e
-    return model
-
-
-def load_model(name_or_dir: str | Path, *, device: str = "cpu",
-               dtype: "torch.dtype | str" = "float32") -> "HookedTransformer":
-    """A ``HookedTransformer`` for a zoo name, a random-init name, a local folder, or a pretrained name (see module doc)."""
-    dt = _torch_dtype(dtype)
+def load_model(name_or_dir: str | Path, *, device: str = "cpu", dtype: "torch.dtype | str" = "float32",
+               keep_hook_flags: bool = False) -> "HookedTransformer":
+    """A ``HookedTransformer`` for a zoo name, a random-init name, a local folder, or a pretrained name (see module
+    doc). Hook flags that only slow the model down are off unless ``keep_hook_flags``."""
+    from circuitdb.models.folder import load_dir
+    dt = torch_dtype_or_float32(dtype)
     key = str(name_or_dir)
     if key in ZOO:
         e = ZOO[key]
@@ -160,9 +90,9 @@ def load_model(name_or_dir: str | Path, *, device: str = "cpu",
                 raise ConfigError(f"zoo model {key!r} has no weights in {str(folder)!r}; retrain with "
                                   f"`python -m circuitdb.models.train {key}`")
             return load_dir(folder, device=device, dtype=dt, name=key)
-        return _build(dict(e.config), key, device, dt, seed=e.seed)
+        return build_model(dict(e.config), key, device, dt, seed=e.seed)
     if Path(key).is_dir():
-        return load_dir(key, device=device, dtype=dt)
+        return load_dir(key, device=device, dtype=dt, keep_hook_flags=keep_hook_flags)
     import transformer_lens.loading_from_pretrained as tl_loading
 
     try:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from circuitdb.errors import ConfigError
 
@@ -27,6 +27,16 @@ if TYPE_CHECKING:  # pragma: no cover
 
 DEFAULT_STORE_ENV = "CIRCUITDB_STORE"
 DEFAULT_STORE = "embedded:./circuitdb-data"
+
+# store/ never imports circuits/ (layering runs one way). ``GraphStore.circuit`` is a convenience the circuits layer
+# registers when it is imported (``circuitdb.circuits.circuit`` sets this; ``circuitdb.open_store`` imports it).
+_CIRCUIT_BUILDER: "Callable[..., Circuit] | None" = None
+
+
+def register_circuit_builder(fn: "Callable[..., Circuit]") -> None:
+    """Called by :mod:`circuitdb.circuits.circuit` with ``circuit_from_store``."""
+    global _CIRCUIT_BUILDER
+    _CIRCUIT_BUILDER = fn
 
 
 class GraphStore(ABC):
@@ -102,11 +112,13 @@ class GraphStore(ABC):
         """A saved circuit: name, graph_id, method, params, scores, node_keys, edges (DataFrame or None)."""
 
     # -------------------------------------------------------------- circuits (high level, shared)
-    def circuit(self, graph_id: str, prune: str | dict | None = "influence", **params: Any) -> "Circuit":
-        """Read a graph and prune it into a :class:`~circuitdb.circuits.circuit.Circuit`."""
-        from circuitdb.circuits.circuit import circuit_from_store
-
-        return circuit_from_store(self, graph_id, prune, **params)
+    def circuit(self, graph_id: str, prune: str | dict | None = "auto", **params: Any) -> "Circuit":
+        """Read a graph and prune it into a :class:`~circuitdb.circuits.circuit.Circuit` (same as
+        ``circuitdb.circuits.circuit.circuit_from_store(store, graph_id, prune, **params)``)."""
+        if _CIRCUIT_BUILDER is None:
+            raise ConfigError("store.circuit() needs the circuits layer: `import circuitdb.circuits.circuit` first, or call "
+                     "circuitdb.circuits.circuit.circuit_from_store(store, graph_id, ...)")
+        return _CIRCUIT_BUILDER(self, graph_id, prune, **params)
 
 
 def open_store(uri: str | None = None, **kwargs: Any) -> GraphStore:

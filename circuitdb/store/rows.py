@@ -42,6 +42,7 @@ import pandas as pd
 
 from circuitdb.errors import ConfigError, StoreError
 from circuitdb.graph import CHANNELS, FLOAT_COLUMNS, INT_COLUMNS, NODE_COLUMNS, AttributionGraph, encode_channels
+from circuitdb.plain import plain_value  # noqa: F401 - the one sanitiser (re-exported for the stores)
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
@@ -444,26 +445,6 @@ def circuit_record(props: dict[str, Any], node_keys: Iterable[str]) -> dict[str,
 
 
 # ---------------------------------------------------------------------------------------------------- values
-def plain_value(v: Any) -> Any:
-    """numpy scalars/arrays → Python values; driver nodes/relationships (anything with ``items()`` and an
-    ``element_id``) → property dicts; lists, tuples and dicts recursively."""
-    if isinstance(v, np.generic):
-        return v.item()
-    if isinstance(v, np.ndarray):
-        return [plain_value(x) for x in v.tolist()]
-    if isinstance(v, dict):
-        return {str(k): plain_value(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [plain_value(x) for x in v]
-    if hasattr(v, "element_id") and hasattr(v, "items"):
-        return {str(k): plain_value(x) for k, x in v.items()}
-    if hasattr(v, "nodes") and hasattr(v, "relationships") and not isinstance(v, (str, bytes)):  # a path
-        return {"nodes": [plain_value(n) for n in v.nodes], "relationships": [plain_value(r) for r in v.relationships]}
-    if hasattr(v, "iso_format"):  # neo4j temporal types
-        return v.iso_format()
-    return v
-
-
 def plain_params(params: dict[str, Any]) -> dict[str, Any]:
     """Query parameters with numpy values turned into plain Python (drivers reject numpy scalars)."""
     if not isinstance(params, dict):

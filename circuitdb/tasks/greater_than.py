@@ -61,5 +61,5 @@ def greater_than_task(model: "HookedTransformer | None" = None, *, n: int = 64, 
               "corruption": "YY = 01", "metric": "logit_diff"},
     )
     if model is not None:
-        ds.check_model(int(model.cfg.d_vocab), int(model.cfg.n_ctx))
+        ds.check_fits(model)
     return ds

@@ -82,5 +82,5 @@ def induction_task(
             "metric": "logprob", "corruption": "first occurrence replaced by other random tokens"}
     ds = PromptPairs(clean, corrupted, answer, wrong, None, name="induction", meta=meta)
     if model is not None:
-        ds.check_model(int(model.cfg.d_vocab), int(model.cfg.n_ctx))
+        ds.check_fits(model)
     return ds

@@ -159,5 +159,5 @@ def ioi_task(model: "HookedTransformer | None" = None, *, n: int = 64, seed: int
               **({"fillers": fillers} if fillers else {}), **({"distractors": distractors} if distractors else {})},
     )
     if model is not None:
-        ds.check_model(int(model.cfg.d_vocab), int(model.cfg.n_ctx))
+        ds.check_fits(model)
     return ds

@@ -99,7 +99,7 @@ def test_bad_input_gives_clear_errors() -> None:
     long = {**d, "clean": torch.zeros(4, 40, dtype=torch.long), "corrupted": torch.zeros(4, 40, dtype=torch.long)}
     with pytest.raises(ConfigError, match="prompts have 40 tokens, the model's n_ctx is 32"):
         circuitdb.attribute(model, long, progress=False)
-    with pytest.raises(ConfigError, match="unknown attribution method 'acdc'; valid options: eap, eap-ig, patching"):
+    with pytest.raises(ConfigError, match="unknown attribution method 'acdc'; valid options: eap, eap-ig, eap-ig\\+patching, patching"):
         circuitdb.attribute(model, d, method="acdc")
     with pytest.raises(ConfigError, match="unknown ablation 'resample'"):
         circuitdb.attribute(model, d, ablation="resample")

@@ -31,7 +31,7 @@ def test_roc_auc_on_graphs():
     g = tiny_graph()
     assert roc_auc_edges(g, [("A0.0", "LOGITS"), ("E", "A0.0")]) == 1.0
     assert roc_auc_nodes(g, ["A0.0"]) == 1.0  # A0.0 carries the most |weight|
-    with pytest.raises(ConfigError, match="not head/mlp/feature nodes"):
+    with pytest.raises(ConfigError, match="not nodes of graph"):
         roc_auc_nodes(g, ["nope"])
 
 
@@ -96,7 +96,8 @@ def test_feature_graph_scores_match_the_engine(tmp_path):
     from circuitdb.store.base import open_store
 
     model = tiny_model()
-    g = circuitdb.attribute_features(model, prompt(), random_dictionaries(model, "transcoder", width=24, seed=3))
+    g = circuitdb.attribute_features(model, prompt(), random_dictionaries(model, "transcoder", width=24, seed=3),
+                                     prune=None)
     assert (g.nodes["kind"] == "head").any()
     sc = graph_scores(g)
     assert sc["replacement"] == pytest.approx(g.meta["scores"]["replacement"], rel=1e-5)

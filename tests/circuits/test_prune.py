@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from fixture_graphs import component_graph, random_dag, tiny_graph
 
+from circuitdb.circuits.circuit import Circuit
 from circuitdb.circuits.prune import (
     find_threshold, greedy_prune, influence_prune, prune, prune_result, threshold_prune, topn_prune,
 )
@@ -128,7 +129,7 @@ def test_greedy_grows_from_logits():
     assert res.n_edges <= 40
     # every kept edge lies on a path to the logits: reverse reachability inside the circuit
     keys = g.keys
-    c = res.circuit().to_networkx()
+    c = Circuit.from_prune(res).to_networkx()
     import networkx as nx
 
     assert set(c.nodes) - {"E"} <= nx.ancestors(c, "LOGITS") | {"LOGITS"}
@@ -140,7 +141,7 @@ def test_prune_dispatch_and_errors():
     c = prune(g, "topn", n=2)
     assert c.method == "topn" and c.params == {"n": 2, "absolute": True} and c.n_edges == 2
     assert c.scores["n_edges"] == 2 and c.source_graph_id == "tiny"
-    with pytest.raises(ConfigError, match="valid options: dead_ends, greedy, influence, threshold, topn"):
+    with pytest.raises(ConfigError, match="valid options: auto, dead_ends, greedy, influence, threshold, topn"):
         prune(g, "bogus")
     with pytest.raises(ConfigError, match="unknown parameter"):
         prune(g, "topn", k=3)

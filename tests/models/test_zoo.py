@@ -89,11 +89,14 @@ def test_bad_names_and_folders_raise_config_error(tmp_path) -> None:
     with pytest.raises(ConfigError, match="toy-induction-2l"):
         load_model("no-such-model-xyz")
     (tmp_path / "config.json").write_text("{}")
-    with pytest.raises(ConfigError, match="model.safetensors"):
+    with pytest.raises(ConfigError, match="lacks the HookedTransformerConfig field.*d_model"):
+        load_model(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps(dict(n_layers=1, d_model=8, n_ctx=8, d_head=4, d_vocab=10,
+                                                          act_fn="gelu", attn_only=True)))
+    with pytest.raises(ConfigError, match="has no weights"):
         load_model(tmp_path)
     (tmp_path / "model.safetensors").write_bytes(b"")
-    (tmp_path / "config.json").write_text(json.dumps({"n_layers": 1, "bogus_field": 3}))
-    with pytest.raises(ConfigError, match="bogus_field"):
+    with pytest.raises(ConfigError, match="cannot read weights"):
         load_model(tmp_path)
     with pytest.raises(ConfigError, match="dtype"):
         load_model("random-2l", dtype="float8")

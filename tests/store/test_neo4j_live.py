@@ -1,4 +1,5 @@
-"""Neo4jStore against a live server: runs when ``CIRCUITDB_NEO4J_URI`` is set (see docs/neo4j.md), skipped otherwise.
+"""Neo4jStore against a live Neo4j 5 server: ``$CIRCUITDB_NEO4J_URI`` or the local server the ``neo4j_server`` session
+fixture starts (tests/conftest.py; skipped where Java/Maven are missing, except under CI=true).
 
 Graph ids start with ``circuitdb-test-<random>``; everything written is deleted afterwards.
 """
@@ -18,12 +19,12 @@ from circuitdb.store.neo4j import READ, Neo4jStore
 
 pytestmark = [
     pytest.mark.neo4j,
-    pytest.mark.skipif(not os.environ.get("CIRCUITDB_NEO4J_URI"), reason="CIRCUITDB_NEO4J_URI is not set"),
+    pytest.mark.usefixtures("neo4j_server"),
 ]
 
 
 @pytest.fixture(scope="module")
-def store():
+def store(neo4j_server):
     s = Neo4jStore(batch_size=4).connect()
     yield s
     s.close()

@@ -53,7 +53,7 @@ def test_kl_needs_prepare_and_is_zero_on_clean() -> None:
 def test_callables_pass_and_unknown_names_list_options() -> None:
     f = lambda logits, batch: logits[:, -1, 0]  # noqa: E731
     assert get_metric(f) is f
-    with pytest.raises(ConfigError, match="kl, logit_diff, logprob"):
+    with pytest.raises(ConfigError, match="kl, l2, logit_diff, logprob, mse"):
         get_metric("accuracy")
     with pytest.raises(ConfigError):
         get_metric(3)

@@ -1,0 +1,103 @@
+"""Pruning before storing: the stored graph is exactly circuit-tracer-style influence pruning of the raw graph, the
+raw adjacency goes to a side file, the meta says what produced the graph, and heads on a pruned graph stay exact."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+from feature_fixtures import prompt, tiny_model
+
+from circuitdb.attribution.feature_edges import load_adjacency
+from circuitdb.attribution.feature_heads import collapse_heads
+from circuitdb.attribution.features import attribute_features
+from circuitdb.pruning import influence_prune, prune_result
+from circuitdb.dictionaries.train import random_dictionaries
+from circuitdb.errors import ConfigError
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_model()
+
+
+@pytest.fixture(scope="module")
+def tcs(model):
+    return random_dictionaries(model, "transcoder", width=24, seed=3)
+
+
+@pytest.fixture(scope="module")
+def raw(model, tcs):
+    return attribute_features(model, prompt(), tcs, heads=False, prune=None, progress=False, graph_id="g")
+
+
+@pytest.mark.parametrize("nt, et", [(0.8, 0.98), (0.5, 0.9)])
+def test_pruned_graph_equals_influence_pruning_of_the_raw_graph(model, tcs, raw, nt, et):
+    g = attribute_features(model, prompt(), tcs, heads=False, progress=False, graph_id="g",
+                           prune={"method": "influence", "node_threshold": nt, "edge_threshold": et})
+    want = influence_prune(raw, nt, et).subgraph()
+    assert g.diff(want, atol=1e-12, meta=False) == []
+    assert 0 < g.n_edges < raw.n_edges / 2
+    pr = g.meta["pruning"]
+    assert pr["method"] == "influence" and pr["params"] == {"node_threshold": nt, "edge_threshold": et}
+    assert (pr["unpruned_nodes"], pr["unpruned_edges"]) == (raw.n_nodes, raw.n_edges)
+    assert (pr["kept_nodes"], pr["kept_edges"]) == (g.n_nodes, g.n_edges)
+    assert g.meta["scores"] == pytest.approx(raw.meta["scores"])  # the unpruned graph's scores
+    from circuitdb.circuits.evaluate import graph_scores
+    assert pr["scores"] == pytest.approx(graph_scores(want))
+
+
+def test_any_pruner_as_a_callable(model, tcs, raw):
+    topn = functools.partial(prune_result, method="topn", n=40)
+    g = attribute_features(model, prompt(), tcs, heads=False, progress=False, graph_id="g", prune=topn)
+    assert g.diff(topn(raw).subgraph(), atol=1e-12, meta=False) == []
+    assert g.meta["pruning"]["method"] == "topn" and g.meta["pruning"]["params"]["n"] == 40
+
+
+def test_adjacency_side_file(model, tcs, raw, tmp_path):
+    g = attribute_features(model, prompt(), tcs, heads=False, progress=False, adjacency=tmp_path / "full")
+    side = g.meta["adjacency"]
+    assert side["path"].endswith("full.npz") and side["n_edges"] == raw.n_edges
+    a = load_adjacency(side["path"])
+    got = dict(zip(zip(a["keys"][a["src"]], a["keys"][a["dst"]]), a["weight"]))
+    want = dict(zip(zip(raw.keys[raw.src], raw.keys[raw.dst]), raw.weight))
+    assert got == pytest.approx(want, abs=1e-15)
+    with pytest.raises(ConfigError, match="cannot read adjacency"):
+        load_adjacency(tmp_path / "missing.npz")
+
+
+@pytest.mark.parametrize("bad", ["topn", {"method": "influence", "node_threshold": 2.0}, {"edge": 0.5}, 3])
+def test_bad_prune_specs_are_named(model, tcs, bad):
+    with pytest.raises(ConfigError, match="prune|threshold|parameter"):
+        attribute_features(model, prompt(), tcs, heads=False, progress=False, prune=bad)
+
+
+def test_heads_on_a_pruned_graph_are_exact(model, tcs):
+    """Each stored pair s → t: direct edge + Σ over heads (s → head → t) = the plain pruned edge; head parts equal
+    interventions (zeroing the head) in the frozen model."""
+    g0 = attribute_features(model, prompt(), tcs, heads=False, progress=False, graph_id="g")
+    gh = attribute_features(model, prompt(), tcs, heads=True, progress=False, graph_id="g")
+    assert collapse_heads(gh).diff(g0, atol=1e-10, meta=False) == []
+    kinds = gh.nodes["kind"].to_numpy()
+    heads = np.flatnonzero(kinds == "head")
+    assert len(heads) > 0
+    for i in heads[:30]:  # a head node's value (its out-edge) is the sum of its in-edges
+        assert np.isclose(gh.weight[gh.src == i].sum(), gh.weight[gh.dst == i].sum(), atol=1e-12)
+    # only stored pairs are split: every head in-edge's (source, target) pair is a stored plain edge
+    plain = set(zip(g0.keys[g0.src], g0.keys[g0.dst]))
+    into_head = kinds[gh.dst] == "head"
+    out_t = {int(h): int(t) for h, t in zip(gh.src[kinds[gh.src] == "head"], gh.dst[kinds[gh.src] == "head"])}
+    pairs = {(gh.keys[s], gh.keys[out_t[int(h)]]) for s, h in zip(gh.src[into_head], gh.dst[into_head])}
+    assert pairs <= plain
+
+
+def test_float32_and_float64_graphs_agree(model, tcs):
+    g64 = attribute_features(model, prompt(), tcs, heads=False, progress=False, prune=None)
+    g32 = attribute_features(model, prompt(), tcs, heads=False, progress=False, prune=None, dtype="float32")
+    assert g32.meta["params"]["dtype"] == "float32"
+    w64 = dict(zip(zip(g64.keys[g64.src], g64.keys[g64.dst]), g64.weight))
+    w32 = dict(zip(zip(g32.keys[g32.src], g32.keys[g32.dst]), g32.weight))
+    assert set(w64) == set(w32)
+    scale = max(abs(v) for v in w64.values())
+    assert max(abs(w64[k] - w32[k]) for k in w64) <= 1e-4 * scale

@@ -1,0 +1,81 @@
+"""Width independence: after the replacement model is built, a backward row touches only the active features'
+decoder / encoder rows, so the graph (and its cost) does not depend on how many inactive features a dictionary has."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from feature_fixtures import prompt, tiny_model
+
+from circuitdb.attribution.features import attribute_features
+from circuitdb.attribution.replacement import ReplacementModel
+from circuitdb.dictionaries.base import Dictionary
+from circuitdb.dictionaries.train import random_dictionaries
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_model()
+
+
+def widen(d: Dictionary, width: int, seed: int = 0) -> Dictionary:
+    """``d`` with ``width - d.width`` extra features that never fire (very negative bias, random weights)."""
+    g = torch.Generator().manual_seed(seed)
+    extra = width - d.width
+    t = {"W_enc": torch.cat([d.W_enc, torch.randn(d.d_in, extra, generator=g, dtype=d.dtype)], 1),
+         "b_enc": torch.cat([d.b_enc, torch.full((extra,), -1e6, dtype=d.dtype)]),
+         "W_dec": torch.cat([d.W_dec, torch.randn(extra, d.d_out, generator=g, dtype=d.dtype)])}
+    return dataclasses.replace(d, **t)
+
+
+def test_rows_never_read_the_full_dictionary(model):
+    """Poison W_enc / W_dec after build: rows (and the read vectors of feature targets) are unchanged."""
+    dicts = random_dictionaries(model, "transcoder", width=24, seed=3)
+    rm = ReplacementModel.build(model, prompt(), dicts)
+    S = rm.sources
+    feats = np.flatnonzero((S.kind == "feature") & (S.layer > 0))[:6]
+    targets = [("logit", rm.P - 1, 3, -1)] + [("feature", int(S.pos[i]), int(S.feature[i]), int(S.dictionary[i]))
+                                              for i in feats]
+    before = rm.rows(targets)
+    poisoned = []
+    for d in rm.dicts:  # bypass validation on purpose: a real dictionary with NaN weights is refused
+        p = copy.copy(d)
+        object.__setattr__(p, "W_enc", torch.full_like(d.W_enc, float("nan")))
+        object.__setattr__(p, "W_dec", torch.full_like(d.W_dec, float("nan")))
+        poisoned.append(p)
+    rm.dicts = poisoned
+    after = rm.rows(targets)
+    assert torch.equal(before, after) and torch.isfinite(after).all()
+
+
+def test_width_sweep_equal_active_features_gives_equal_graphs(model):
+    base = random_dictionaries(model, "transcoder", width=24, seed=3)
+    graphs = []
+    for width in (24, 256, 4096):
+        dicts = [widen(d, width, seed=i) if width > d.width else d for i, d in enumerate(base)]
+        g = attribute_features(model, prompt(), dicts, heads=False, prune=None, progress=False, graph_id="w")
+        graphs.append(g)
+        rm = ReplacementModel.build(model, prompt(), dicts)
+        # the gathered decoder rows are as many as the active features, whatever the width
+        assert sum(int(a.pos.numel()) for a in rm.active) == int((rm.sources.kind == "feature").sum())
+        assert max(a.dec.shape[1] for a in rm.active) <= 24
+    n_feat = [(g.nodes.kind == "feature").sum() for g in graphs]
+    assert n_feat[0] == n_feat[1] == n_feat[2] > 20
+    for g in graphs[1:]:
+        assert graphs[0].diff(g, atol=1e-10, meta=False) == []
+
+
+def test_dtype_follows_the_model():
+    """One dtype rule: dtype=None runs in the model's dtype (as attribute() does)."""
+    m64 = tiny_model(dtype=torch.float64)
+    dicts = random_dictionaries(m64, "transcoder", width=16, seed=1)
+    g = attribute_features(m64, prompt(), dicts, heads=False, prune=None, progress=False)
+    assert g.meta["params"]["dtype"] == "float64"
+    m32 = tiny_model(dtype=torch.float32)
+    g32 = attribute_features(m32, prompt(), random_dictionaries(m32, "transcoder", width=16, seed=1), heads=False,
+                             prune=None, progress=False)
+    assert g32.meta["params"]["dtype"] == "float32"
