@@ -261,3 +261,12 @@ MATCH (n:Node {uid: k})
 CREATE (c)-[:INCLUDES]->(n)
 RETURN count(n) AS n"""
 
+
+# ----------------------------------------------------------------------------------------------- labels (formats)
+# Feature descriptions attached after a graph was stored (circuitdb.formats.labels): plain Cypher both stores run.
+#: the portable statements that write (every other unprefixed statement is a read; tests/store/test_readonly.py)
+PORTABLE_WRITES = ("SET_NODE_LABELS",)
+SET_NODE_LABELS = """UNWIND $rows AS r
+MATCH (n:Node {uid: r.uid})
+SET n.label = r.label
+RETURN count(n) AS n"""
