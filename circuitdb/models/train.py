@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from circuitdb.models.train_induction import save_checkpoint
 from circuitdb.models.zoo import OFF_FLAGS, ZOO_DIR
 
 log = logging.getLogger(__name__)
@@ -79,8 +80,10 @@ def build_config(recipe: Recipe) -> dict:
     return cfg
 
 
-def train(recipe: Recipe, out: Path) -> dict:
-    """Train ``recipe`` and write the model folder; returns the train log."""
+def train(recipe: Recipe, out: Path, checkpoints: tuple[int, ...] = (), checkpoint_dir: Path | None = None) -> dict:
+    """Train ``recipe`` and write the model folder; returns the train log. ``checkpoints``: steps (0 = the init)
+    whose weights are also saved, each as a loadable model folder ``checkpoint_dir/step-NNNNNN`` (default
+    ``out/checkpoints``), see :func:`circuitdb.models.train_induction.save_checkpoint`."""
     from safetensors.torch import save_file
     from transformer_lens import HookedTransformer, HookedTransformerConfig
 
@@ -107,7 +110,10 @@ def train(recipe: Recipe, out: Path) -> dict:
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / recipe.warmup))
     t0 = time.time()
     losses = []
+    ck_steps = sorted(set(checkpoints))
     for step in range(recipe.steps):
+        if step in ck_steps:
+            save_checkpoint(model, cfg_dict, words, checkpoint_dir or out / "checkpoints", step, ck_steps.index(step))
         loss = loss_fn(model, next_batch())
         opt.zero_grad()
         loss.backward()
@@ -116,6 +122,9 @@ def train(recipe: Recipe, out: Path) -> dict:
         losses.append(loss.item())
         if step % 500 == 0 or step == recipe.steps - 1:
             log.info("%s step %d loss %.4f (%.0fs)", recipe.name, step, loss.item(), time.time() - t0)
+    if recipe.steps in ck_steps:
+        save_checkpoint(model, cfg_dict, words, checkpoint_dir or out / "checkpoints", recipe.steps,
+                        ck_steps.index(recipe.steps))
     model.eval()
     scores = evaluate(model, **recipe.eval)
     out.mkdir(parents=True, exist_ok=True)
@@ -140,6 +149,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, default=None, help="output folder (default: the packaged zoo folder)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--checkpoints", default="", metavar="S1,S2,...",
+                   help="also save the weights after these steps (0 = init) under OUT/checkpoints/step-NNNNNN")
+    p.add_argument("--checkpoint-dir", type=Path, default=None, help="where the checkpoints go")
     p.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
                    help="override a config field (cfg.KEY), a data field (data.KEY) or a recipe field (KEY)")
     a = p.parse_args(argv)
@@ -158,7 +170,8 @@ def main(argv: list[str] | None = None) -> None:
             r = replace(r, data={**r.data, k[5:]: v})
         else:
             r = replace(r, **{k: v})
-    res = train(r, a.out or ZOO_DIR / r.name)
+    steps = tuple(int(x) for x in a.checkpoints.split(",") if x.strip())
+    res = train(r, a.out or ZOO_DIR / r.name, steps, a.checkpoint_dir)
     sys.stdout.write(json.dumps(res, indent=1) + "\n")  # the script's output
 
 

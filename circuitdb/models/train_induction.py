@@ -15,7 +15,9 @@ Token ids: 0 = ``<bos>``, ``1..n_topics`` = topic tokens, ``n_topics+1 .. d_voca
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from jaxtyping import Int
@@ -96,3 +98,20 @@ def evaluate(model, seed: int = 123) -> dict:  # noqa: ANN001
         "pos1_scores": [[round(float(x), 4) for x in store[layer]] for layer in sorted(store)],
         "copy_accuracy_second_half": round(acc, 4),
     }
+
+
+def save_checkpoint(model, cfg_dict: dict, words: list[str], out: Path, step: int, index: int) -> Path:  # noqa: ANN001
+    """Save the weights after ``step`` optimizer steps as a model folder ``out/step-NNNNNN`` that ``load_model``
+    reads (config.json with TransformerLens' checkpoint fields, model.safetensors, vocab.json)."""
+    from safetensors.torch import save_file
+
+    from circuitdb.models import vocab as V
+
+    folder = Path(out) / f"step-{step:06d}"
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
+    cfg = {**cfg_dict, "from_checkpoint": True, "checkpoint_label_type": "step", "checkpoint_value": int(step),
+           "checkpoint_index": int(index)}
+    (folder / "config.json").write_text(json.dumps(cfg, indent=1) + "\n")
+    V.save_vocab(words, folder / "vocab.json")
+    return folder

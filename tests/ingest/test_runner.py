@@ -1,0 +1,126 @@
+"""The ingest runner: one graph per prompt, skip-existing and --force, shards, failures that resume."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import circuitdb
+from circuitdb.errors import ConfigError, StoreError
+from circuitdb.ingest.runner import run_job
+from circuitdb.store.base import open_store
+from ingest_fixtures import graphs_by_id, induction_job, same_graphs
+
+
+def test_run_skip_force(tmp_path: Path) -> None:
+    spec = induction_job(n=6)
+    events: list[str] = []
+    s = run_job(spec, store=f"embedded:{tmp_path}/st", on_event=lambda name, info: events.append(name))
+    assert (s.graphs, s.written, s.skipped, s.transactions) == (6, 6, 0, 2)
+    assert events[0] == "start" and events[-1] == "done" and events.count("computed") == 6
+    with open_store(f"embedded:{tmp_path}/st") as st:
+        first = graphs_by_id(st)
+    assert len(first) == 6 and sorted(first) == sorted(s.graph_ids)
+    g = next(iter(first.values()))
+    assert g.meta["job"]["name"] == "t-ind" and g.meta["model_id"].startswith("toy-induction-2l-")
+    assert g.n_edges == 81 and len(set(s.graph_ids)) == 6
+    again = run_job(spec, store=f"embedded:{tmp_path}/st")
+    assert (again.written, again.skipped, again.computed) == (0, 6, 0)
+    forced = run_job(spec, store=f"embedded:{tmp_path}/st", force=True)
+    assert (forced.written, forced.skipped) == (6, 0)
+    with open_store(f"embedded:{tmp_path}/st") as st:
+        assert len(st.list_graphs()) == 6 and same_graphs(graphs_by_id(st), first) == []
+
+
+def test_graph_equals_a_direct_attribute_call(tmp_path: Path) -> None:
+    spec = induction_job(n=2)
+    s = run_job(spec, store=f"embedded:{tmp_path}/st")
+    m = circuitdb.load_model("toy-induction-2l")
+    ds = circuitdb.load_task("induction", m, n=2, seed=0, half_len=8)
+    direct = circuitdb.attribute(m, ds.batch(slice(1, 2)), method="eap", metric="logprob", progress=False,
+                                 head_stats=False)
+    with open_store(f"embedded:{tmp_path}/st") as st:
+        stored = st.read_graph(s.graph_ids[1])
+    assert stored.diff(direct, meta=False, atol=1e-12) == []
+
+
+def test_shards_union_equals_the_unsharded_run(tmp_path: Path) -> None:
+    spec = induction_job(n=7)
+    full = run_job(spec, store=f"embedded:{tmp_path}/full")
+    parts = [run_job(spec, store=f"embedded:{tmp_path}/sharded", shard=f"{i}/3") for i in range(3)]
+    assert sum(p.graphs for p in parts) == 7 and [p.graphs for p in parts] == [3, 2, 2]
+    ids = [set(p.graph_ids) for p in parts]
+    assert not (ids[0] & ids[1]) and not (ids[1] & ids[2]) and set().union(*ids) == set(full.graph_ids)
+    with open_store(f"embedded:{tmp_path}/full") as a, open_store(f"embedded:{tmp_path}/sharded") as b:
+        assert same_graphs(graphs_by_id(a), graphs_by_id(b)) == []
+
+
+@pytest.mark.parametrize("shard", ["3/3", "1", "a/b", "0/0"])
+def test_bad_shards(tmp_path: Path, shard: str) -> None:
+    with pytest.raises(ConfigError, match="shard"):
+        run_job(induction_job(n=1), store=f"embedded:{tmp_path}/st", shard=shard)
+
+
+def test_sequential_ids_and_groups(tmp_path: Path) -> None:
+    spec = induction_job(n=5, prompts_per_graph=2).model_copy(
+        update={"ids": induction_job().ids.model_copy(update={"scheme": "sequential"})})
+    s = run_job(spec, store=f"embedded:{tmp_path}/st")
+    assert s.graph_ids == ["t-ind-000000", "t-ind-000001", "t-ind-000002"]
+    with open_store(f"embedded:{tmp_path}/st") as st:
+        g = st.read_graph("t-ind-000002")
+    assert g.meta["params"]["n"] == 1 and g.meta["job"]["prompts"] == [4, 5]
+
+
+def test_a_failing_store_stops_with_a_resumable_state(tmp_path: Path) -> None:
+    spec = induction_job(n=10)
+    st = open_store(f"embedded:{tmp_path}/st")
+    calls = {"n": 0}
+    real = st.write_graph
+
+    def flaky(graph, **kw):  # noqa: ANN001, ANN003
+        calls["n"] += 1
+        if calls["n"] == 6:
+            raise StoreError("disk full (simulated)")
+        return real(graph, **kw)
+
+    st.write_graph = flaky  # type: ignore[method-assign]
+    if hasattr(st, "write_graphs"):
+        st.write_graphs = lambda graphs: [flaky(g) for g in graphs]  # type: ignore[method-assign]
+    with pytest.raises(StoreError) as e:
+        run_job(spec, store=st)
+    msg = str(e.value)
+    assert "stopped while writing to the store: disk full (simulated)" in msg and "re-run the same command" in msg
+    st.close()
+    with open_store(f"embedded:{tmp_path}/st") as st2:
+        n_before = len(st2.list_graphs())
+    assert 4 <= n_before < 10
+    s = run_job(spec, store=f"embedded:{tmp_path}/st")
+    assert s.skipped == n_before and s.written == 10 - n_before
+
+
+def test_a_failing_prompt_stops_the_job_and_keeps_what_was_computed(tmp_path: Path, monkeypatch) -> None:
+    from circuitdb.ingest import plan
+
+    spec = induction_job(n=6)
+    real = plan.SourceContext.compute
+
+    def boom(self, j, gid):  # noqa: ANN001
+        if j == 3:
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return real(self, j, gid)
+
+    monkeypatch.setattr(plan.SourceContext, "compute", boom)
+    with pytest.raises(circuitdb.AttributionError, match=r"computing graph .* group 3\): CUDA out of memory"):
+        run_job(spec, store=f"embedded:{tmp_path}/st")
+    with open_store(f"embedded:{tmp_path}/st") as st:
+        assert len(st.list_graphs()) == 3
+
+
+def test_recurring_units_over_an_ingested_store_find_the_induction_head(tmp_path: Path) -> None:
+    s = run_job(induction_job(n=8), store=f"embedded:{tmp_path}/st")
+    with open_store(f"embedded:{tmp_path}/st") as st:
+        top = circuitdb.query(st, "recurring_units", kind="head", min_weight=0.0, min_graphs=8, limit=50)
+        strong = circuitdb.query(st, "recurring_units", kind="head", min_weight=0.3, limit=3)
+    assert s.written == 8 and len(top) == 8  # every head in all 8 graphs
+    assert strong.iloc[0]["layer"] == 1 and strong.iloc[0]["head"] == 2 and strong.iloc[0]["n_graphs"] == 8
