@@ -92,17 +92,28 @@ class Circuit:
         view = HTML_VIEWS.get("notebook")
         return view(self) if view is not None else None
 
-    def evaluate(self, model: Any, dataset: Any, **kwargs: Any) -> "Circuit":
+    def evaluate(self, model: Any, dataset: Any = None, *, split: str | None = None, **kwargs: Any) -> "Circuit":
         """A copy with MIB faithfulness on ``model`` (object or zoo/pretrained name) and ``dataset`` (PromptPairs or a
         task name; ``n=``, ``seed=`` pick its prompts) in ``scores``; other keywords go to
-        :func:`circuitdb.circuits.evaluate.evaluate_circuit` (``metric``, ``ablation``, ``batch_size``)."""
+        :func:`circuitdb.circuits.evaluate.evaluate_circuit` (``metric``, ``ablation``, ``batch_size``).
+
+        ``split="held_out"`` evaluates on prompts of the graph's task that the attribution did not use,
+        ``split="in_sample"`` on the attribution prompts themselves (both rebuilt from the graph's task record,
+        :mod:`circuitdb.circuits.splits`; ``dataset`` may then be omitted). The score records its split."""
         from circuitdb.attribution.api import resolve_dataset, resolve_model
         from circuitdb.circuits.evaluate import evaluate_circuit
 
         task_kw = {k: kwargs.pop(k) for k in ("n", "seed") if k in kwargs}
         model = resolve_model(model)
-        ds = resolve_dataset(dataset, model, **task_kw) if isinstance(dataset, str) else dataset
-        return evaluate_circuit(model, ds, self, **kwargs)
+        if split is not None:
+            from circuitdb.circuits.splits import dataset_for_split
+
+            ds = dataset_for_split(model, self.graph.meta, split, dataset, **task_kw)
+        else:
+            if dataset is None:
+                raise ConfigError("Circuit.evaluate needs a dataset, or split='in_sample' / 'held_out'")
+            ds = resolve_dataset(dataset, model, **task_kw) if isinstance(dataset, str) else dataset
+        return evaluate_circuit(model, ds, self, split=split, **kwargs)
 
     # ------------------------------------------------------------------ store
     def save(self, store: "GraphStore", name: str | None = None) -> str:

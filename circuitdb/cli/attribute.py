@@ -49,6 +49,11 @@ def attribute_cmd(
                                           help="Feature graphs: visit at most this many features (most influential first)."),
     heads: bool = typer.Option(True, "--heads/--no-heads",
                                help="Feature graphs: decompose edges by the attention head they pass through."),
+    prune: str = typer.Option("influence", "--prune",
+                              help="Feature graphs: influence (node 0.8 / edge 0.98) or none (every non-zero entry)."),
+    adjacency: str = typer.Option(None, "--adjacency",
+                                  help="Feature graphs: also write the unpruned adjacency to this .npz side file."),
+    device: str = typer.Option(None, "--device", show_default="cpu", help="cuda, cpu or mps (any torch device)."),
     top: int = typer.Option(10, "--top", min=0, help="Strongest edges to print."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
@@ -59,6 +64,8 @@ def attribute_cmd(
 
     if granularity not in ("component", "feature"):
         raise ConfigError(one_of(granularity, ("component", "feature"), "granularity"))
+    if prune not in ("influence", "none"):
+        raise ConfigError(one_of(prune, ("influence", "none"), "--prune"))
     if granularity == "component":
         if task is None:
             raise ConfigError("component graphs need --task NAME or --task FILE.jsonl (prompt pairs)")
@@ -69,7 +76,7 @@ def attribute_cmd(
     try:
         lm, graph = _compute(model, task, method, metric, ablation, n, seed, ig_steps, batch_size, per_position, dtype,
                          truncate, head_stats, graph_id, granularity, prompt, tokens, index, dictionaries,
-                         max_feature_nodes, heads, progress)
+                         max_feature_nodes, heads, progress, prune, adjacency, device)
         gid = st.write_graph(graph, graph_id=graph_id or graph.id)
         uri = st.uri
     finally:
@@ -79,21 +86,22 @@ def attribute_cmd(
 
 def _compute(model, task, method, metric, ablation, n, seed, ig_steps, batch_size, per_position, dtype,  # noqa: ANN001, ANN202, PLR0913
              truncate, head_stats, graph_id, granularity, prompt, tokens, index, dictionaries, max_feature_nodes,
-             heads, progress):
+             heads, progress, prune, adjacency, device):
     import circuitdb
 
-    lm = circuitdb.load_model(model, **({"dtype": dtype} if dtype else {}))
+    lm = circuitdb.load_model(model, **({"dtype": dtype} if dtype else {}), **({"device": device} if device else {}))
     if granularity == "component":
         source = task
         if str(task).endswith(".jsonl"):
             source = circuitdb.load_task(task, lm, n=n, truncate=truncate)
-        return lm, circuitdb.attribute(lm, source, method=method, metric=metric, ablation=ablation, ig_steps=ig_steps,
-                                   batch_size=batch_size, per_position=per_position, progress=progress,
-                                   graph_id=graph_id, n=n, seed=seed, head_stats=head_stats)
+        return lm, circuitdb.attribute(lm, source, method=method, metric=metric, ablation=ablation,
+                                       ig_steps=ig_steps, batch_size=batch_size, per_position=per_position,
+                                       progress=progress, graph_id=graph_id, n=n, seed=seed, head_stats=head_stats)
     ids = _one_prompt(lm, task, prompt, tokens, index, seed, truncate)
     return lm, circuitdb.attribute_features(lm, ids, dictionaries=dictionaries, progress=progress, heads=heads,
-                                        max_feature_nodes=max_feature_nodes,
-                                        **({"graph_id": graph_id} if graph_id else {}))
+                                            max_feature_nodes=max_feature_nodes,
+                                            prune=None if prune == "none" else prune, adjacency=adjacency,
+                                            **({"graph_id": graph_id} if graph_id else {}))
 
 
 def _report(graph, lm, gid: str, uri: str, top: int) -> None:  # noqa: ANN001

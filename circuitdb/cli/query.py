@@ -152,6 +152,8 @@ def eval_cmd(
                                help="logit_diff, logprob, kl, l2, mse, or module:function."),
     ablation: str = typer.Option("patch", "--ablation", help="patch, zero or mean."),
     curve: bool = typer.Option(False, "--curve", help="Also the CPR/CMD curve of the graph over MIB circuit sizes."),
+    split: str = typer.Option(None, "--split", help="in_sample (the attribution prompts) or held_out (prompts of the "
+                                                    "graph's task the attribution did not use); the score says which."),
     store: str = STORE_OPTION,
 ) -> None:
     """Faithfulness (MIB) of a saved circuit on MODEL + TASK, stored back on the circuit; optionally CPR/CMD."""
@@ -174,19 +176,26 @@ def eval_cmd(
 
             raise GraphNotFoundError(f"no graph {graph!r} in {st.uri} (see `circuitdb graphs list`)")
         lm = circuitdb.load_model(model)
-        ds = resolve_dataset(task, lm, n=n, seed=seed)
+        if split is not None:
+            from circuitdb.circuits.splits import dataset_for_split
+
+            meta = (Circuit.load(st, circuit, graph).graph if circuit is not None else st.read_graph(graph)).meta
+            ds = dataset_for_split(lm, meta, split, task, n=n)
+        else:
+            ds = resolve_dataset(task, lm, n=n, seed=seed)
         base = ev.baselines(lm, ds, metric=metric, ablation=ablation)
         if circuit is not None:
             c = Circuit.load(st, circuit, graph)
-            c = ev.evaluate_circuit(lm, ds, c, metric=metric, ablation=ablation, base=base)
+            c = ev.evaluate_circuit(lm, ds, c, metric=metric, ablation=ablation, base=base, split=split)
             c.save(st, circuit)
-            con.print(f"circuit [bold]{circuit}[/bold] ({c.n_edges} edges): faithfulness "
+            con.print(f"circuit [bold]{circuit}[/bold] ({c.n_edges} edges, split {c.scores['split']}, "
+                      f"{len(ds)} prompts): faithfulness "
                       f"[bold]{c.scores['faithfulness']:.3f}[/bold] (m(C) {c.scores['m_circuit']:.4g}, "
                       f"m(N) {base.full:.4g}, m(∅) {base.empty:.4g})")
         if curve:
             gid = graph or c.source_graph_id
             fc = ev.faithfulness_curve(lm, ds, st.read_graph(gid), metric=metric, ablation=ablation, base=base)
             con.print(_table(fc.to_frame(), title=f"faithfulness curve of {gid}"))
-            con.print(f"CPR [bold]{fc.cpr:.3f}[/bold]  CMD [bold]{fc.cmd:.3f}[/bold]")
+            con.print(f"CPR [bold]{fc.cpr:.3f}[/bold]  CMD [bold]{fc.cmd:.3f}[/bold] (split {split or 'unspecified'})")
     finally:
         st.close()

@@ -58,6 +58,27 @@ def validation_message(err: Any, raw: Any, what: str, *, id_field: dict[str, str
     return "; ".join(lines) + (f"; and {more} more" if more > 0 else "")
 
 
+def native_row(rec: dict[str, Any], skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A node row (a dict of :data:`~circuitdb.graph.NODE_COLUMNS`) without its "none" values: what a file carries
+    so that circuitdb reads the node back exactly."""
+    from circuitdb.graph import FLOAT_COLUMNS, INT_COLUMNS, NODE_COLUMNS
+
+    out: dict[str, Any] = {}
+    for c in NODE_COLUMNS:
+        v = rec[c]
+        if c in skip:
+            continue
+        if c in INT_COLUMNS:
+            if int(v) != -1:
+                out[c] = int(v)
+        elif c in FLOAT_COLUMNS:
+            if not math.isnan(v):
+                out[c] = float(v)
+        elif v != "":
+            out[c] = str(v)
+    return out
+
+
 def finite_or_none(x: Any) -> float | None:
     if x is None:
         return None
