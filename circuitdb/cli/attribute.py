@@ -41,6 +41,11 @@ def attribute_cmd(
                                           help="Feature graphs: visit at most this many features (most influential first)."),
     heads: bool = typer.Option(True, "--heads/--no-heads",
                                help="Feature graphs: decompose edges by the attention head they pass through."),
+    prune: str = typer.Option("influence", "--prune",
+                              help="Feature graphs: influence (node 0.8 / edge 0.98) or none (every non-zero entry)."),
+    adjacency: str = typer.Option(None, "--adjacency",
+                                  help="Feature graphs: also write the unpruned adjacency to this .npz side file."),
+    device: str = typer.Option(None, "--device", help="cuda, cpu or mps (any torch device) [default: cpu]."),
     top: int = typer.Option(10, "--top", help="Strongest edges to print."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
@@ -56,7 +61,9 @@ def attribute_cmd(
     if granularity not in ("component", "feature"):
         raise ConfigError(one_of(granularity, ("component", "feature"), "granularity"))
     con = Console()
-    lm = circuitdb.load_model(model, **({"dtype": dtype} if dtype else {}))
+    if prune not in ("influence", "none"):
+        raise ConfigError(one_of(prune, ("influence", "none"), "--prune"))
+    lm = circuitdb.load_model(model, **({"dtype": dtype} if dtype else {}), **({"device": device} if device else {}))
     if granularity == "component":
         if (task is None) == (data is None):
             raise ConfigError("component graphs need exactly one of --task NAME or --data FILE.jsonl "
@@ -74,6 +81,7 @@ def attribute_cmd(
         ids = _one_prompt(lm, task, data, prompt, tokens, index, seed)
         graph = circuitdb.attribute_features(lm, ids, dictionaries=dictionaries, progress=progress, heads=heads,
                                              max_feature_nodes=max_feature_nodes,
+                                             prune=None if prune == "none" else prune, adjacency=adjacency,
                                              **({"graph_id": graph_id} if graph_id else {}))
     st = open_cli_store(store)
     try:
