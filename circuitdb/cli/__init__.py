@@ -32,6 +32,7 @@ _COMMAND_MODULES = (
     "circuitdb.cli.render",      # render (formats engineer)
     "circuitdb.cli.formats",     # label (formats engineer)
     "circuitdb.cli.neo4j",       # neo4j style
+    "circuitdb.cli.steer",       # steer (science engineer)
 )
 
 

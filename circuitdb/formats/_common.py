@@ -33,6 +33,8 @@ def validation_message(err: Any, raw: Any, what: str, *, id_field: dict[str, str
     lines = []
     for e in err.errors()[:10]:
         loc = list(e["loc"])
+        while len(loc) > 1 and loc[-1] in ("str", "int", "float", "bool", "none", "list", "dict"):
+            loc.pop()  # pydantic names the union member it tried; the field is what the user needs
         where, item = "", raw
         i = 0
         while i < len(loc):
