@@ -187,7 +187,7 @@ class ReplacementModel:
             layer, suffix = parse_hook(d.hook_in)
             x = cache[d.hook_in][0]
             a = d.encode(x)
-            self.errors.append(c(cache[d.hook_out][0] - d.decode(a)))
+            self.errors.append(c(cache[d.hook_out][0] - d.decode(a) - d.skip(x)))  # a skip path stays live
             self.acts.append(a)
             if d.kind == "transcoder":
                 self.transcoded[layer] = i
@@ -198,6 +198,8 @@ class ReplacementModel:
                 self.sae_at[st] = i
                 self.dict_site.append(("sae", st))
                 self.dict_station.append(st)
+        self.skip_at = {l: i for l, i in self.transcoded.items() if self.dicts[i].W_skip is not None}
+        self.W_skip = {l: c(self.dicts[i].W_skip) for l, i in self.skip_at.items()}
         self.mlp_layers = [] if cfg.attn_only else [l for l in range(L) if l not in self.transcoded]
         self.mlp_out = {l: c(cache[f"blocks.{l}.hook_mlp_out"][0]) for l in self.mlp_layers}
         self.steps: list[tuple[str, object]] = []
@@ -258,6 +260,12 @@ class ReplacementModel:
             gy = einsum(gv, self.W_V[l], "b k h e, h d e -> b k d")
         return self._norm_T(gy, self.ln1[l], self.w1[l])
 
+    def skip_back(self, l: int, G: Float[Tensor, "B P d"]) -> Float[Tensor, "B P d"]:
+        """Gradient through the linear skip path of layer ``l``'s skip transcoder (MLP output → ``mid{l}``)."""
+        g = G @ self.W_skip[l].T
+        _, suffix = parse_hook(self.dicts[self.skip_at[l]].hook_in)
+        return self._norm_T(g, self.ln2[l]) if suffix == "ln2.hook_normalized" and self.norm else g
+
     def propagate(self, G: Tensor, start: int, inj_top: dict, inj_raw: dict, *, heads: bool = True,
                   record: dict | None = None) -> dict:
         """Run the linear backward from step ``start`` down; returns the gradient at every source site.
@@ -278,6 +286,8 @@ class ReplacementModel:
                     G = G + inj_raw[key]
             elif kind == "mlp":
                 grads[("mlp", key)] = G
+                if key in self.skip_at:
+                    G = G + self.skip_back(key, G)
             elif heads:
                 G = G + self.attn_back(key, G)
             elif record is not None:
@@ -373,7 +383,11 @@ class ReplacementModel:
         def replace(i):  # noqa: ANN001
             def fn(t, hook):  # noqa: ANN001
                 rec[hook.name] = t[0].detach().clone()
-                return (self.dicts[i].decode(acts[i]) + errs[i].to(t.dtype))[None].to(t.dtype)
+                d = self.dicts[i]
+                out = d.decode(acts[i]) + errs[i].to(t.dtype)
+                if d.W_skip is not None:  # the skip path reads the live input
+                    out = out + d.skip(rec[d.hook_in])
+                return out[None].to(t.dtype)
             return fn
 
         hooks = [("blocks.0.hook_resid_pre", lambda t, hook: t + emb_delta[None].to(t.dtype))]

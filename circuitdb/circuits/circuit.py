@@ -153,7 +153,7 @@ class Circuit:
                    params=params, scores=scores, name=rec.get("name"))
 
 
-def circuit_from_store(store: "GraphStore", graph_id: str, prune: str | dict | None = "influence",
+def circuit_from_store(store: "GraphStore", graph_id: str, prune: str | dict | None = "auto",
                        **params: Any) -> Circuit:
     """Read ``graph_id`` and prune it. ``prune`` is a method name, a dict ``{"method": ..., **params}``, or None
     (the whole graph as a circuit). ``min_abs_weight=`` (optional) reads only edges at least that strong first."""
@@ -161,7 +161,7 @@ def circuit_from_store(store: "GraphStore", graph_id: str, prune: str | dict | N
     graph = store.read_subgraph(graph_id, min_abs_weight=float(min_abs)) if min_abs else store.read_graph(graph_id)
     if isinstance(prune, dict):
         prune = dict(prune)
-        method = prune.pop("method", "influence")
+        method = prune.pop("method", "auto")
         params = {**prune, **params}
     else:
         method = prune

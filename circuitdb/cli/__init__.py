@@ -29,6 +29,8 @@ _COMMAND_MODULES = (
     "circuitdb.cli.demo",        # demo
     "circuitdb.cli.ingest",      # ingest JOB.toml
     "circuitdb.cli.render",      # render (formats engineer)
+    "circuitdb.cli.formats",     # label (formats engineer)
+    "circuitdb.cli.neo4j",       # neo4j style
 )
 
 

@@ -29,6 +29,10 @@ ACTIVATIONS = ("relu", "jumprelu", "topk")
 TRANSCODER_IN_HOOKS = ("ln2.hook_normalized", "hook_mlp_in", "hook_resid_mid")
 TRANSCODER_OUT_HOOKS = ("hook_mlp_out",)
 SAE_HOOKS = ("hook_resid_pre", "hook_resid_mid", "hook_resid_post")
+# what ``ln2.hook_normalized`` meant when the dictionary was trained: "tl3" = the normalised residual without the
+# LayerNorm weight and bias (TransformerLens 3.x, what this engine reads), "tl2" = with them (TransformerLens 2.x,
+# circuit-tracer); None = unknown (refused where it matters, see load.fold_ln_convention)
+LN_CONVENTIONS = ("tl3", "tl2", None)
 _HOOK = re.compile(r"^blocks\.(\d+)\.(.+)$")
 
 
@@ -56,8 +60,11 @@ class Dictionary:
     threshold: Float[Tensor, " width"] | None = None
     k: int | None = None
     input_bias: Float[Tensor, " d_in"] | None = None
+    W_skip: Float[Tensor, "d_in d_out"] | None = None
+    ln_convention: str | None = None
 
     def __post_init__(self) -> None:
+        self._check_tensors()
         if self.kind not in KINDS:
             raise ConfigError(f"dictionary {self.id!r}: " + one_of(self.kind, KINDS, "dictionary kind"))
         if self.activation not in ACTIVATIONS:
@@ -70,13 +77,50 @@ class Dictionary:
             )
         if self.activation == "jumprelu" and (self.threshold is None or self.threshold.shape != (width,)):
             raise ConfigError(f"dictionary {self.id!r}: a jumprelu dictionary needs a threshold of shape ({width},)")
-        if self.activation == "topk" and not (isinstance(self.k, int) and 0 < self.k <= width):
+        if self.activation == "topk" and not (isinstance(self.k, int) and not isinstance(self.k, bool)
+                                              and 0 < self.k <= width):
             raise ConfigError(f"dictionary {self.id!r}: a topk dictionary needs 0 < k <= {width}; got k={self.k!r}")
+        if self.kind == "sae" and self.W_skip is not None:
+            raise ConfigError(f"dictionary {self.id!r}: an SAE has no skip path (W_skip is for transcoders)")
         if self.kind == "sae" and self.hook_in != self.hook_out:
             raise ConfigError(f"dictionary {self.id!r}: an SAE reads and writes one hook; got {self.hook_in!r} → "
                               f"{self.hook_out!r} (use kind='transcoder')")
-        parse_hook(self.hook_in)
-        parse_hook(self.hook_out)
+        for role, h in (("hook_in", self.hook_in), ("hook_out", self.hook_out)):
+            try:
+                parse_hook(h)
+            except ConfigError as e:
+                raise ConfigError(f"dictionary {self.id!r}: {role}: {e}") from None
+
+    def _check_tensors(self) -> None:
+        """Every weight a real floating-point tensor of the right rank, and finite (else ConfigError naming it)."""
+        ranks = {"W_enc": 2, "b_enc": 1, "W_dec": 2, "b_dec": 1, "threshold": 1, "input_bias": 1, "W_skip": 2}
+        for name, rank in ranks.items():
+            v = getattr(self, name)
+            if v is None and name in ("threshold", "input_bias", "W_skip"):
+                continue
+            if not isinstance(v, Tensor):
+                raise ConfigError(f"dictionary {self.id!r}: {name} must be a torch.Tensor; got {type(v).__name__}")
+            if not v.dtype.is_floating_point or v.dtype.is_complex:
+                raise ConfigError(f"dictionary {self.id!r}: {name} has dtype {v.dtype}; weights must be real floating "
+                                  "point (float16/bfloat16/float32/float64)")
+            if v.dim() != rank:
+                raise ConfigError(f"dictionary {self.id!r}: {name} must have {rank} dimension(s); got shape "
+                                  f"{tuple(v.shape)}")
+            if v.device.type != "meta":
+                bad = ~torch.isfinite(v)
+                if bool(bad.any()):
+                    first = tuple(int(i) for i in bad.nonzero()[0].tolist())
+                    raise ConfigError(f"dictionary {self.id!r}: {name} holds {int(bad.sum())} NaN/inf value(s) (first "
+                                      f"at index {first}); the dictionary's weights are broken")
+        if self.input_bias is not None and self.input_bias.shape != (self.W_enc.shape[0],):
+            raise ConfigError(f"dictionary {self.id!r}: input_bias has shape {tuple(self.input_bias.shape)}; expected "
+                              f"({self.W_enc.shape[0]},) = d_in")
+        if self.W_skip is not None and self.W_skip.shape != (self.W_enc.shape[0], self.W_dec.shape[1]):
+            raise ConfigError(f"dictionary {self.id!r}: W_skip has shape {tuple(self.W_skip.shape)}; expected "
+                              f"(d_in, d_out) = ({self.W_enc.shape[0]}, {self.W_dec.shape[1]})")
+        if self.ln_convention not in LN_CONVENTIONS:
+            raise ConfigError(f"dictionary {self.id!r}: " + one_of(self.ln_convention, [str(c) for c in LN_CONVENTIONS],
+                                                                  "ln_convention"))
 
     # ------------------------------------------------------------------ shape
     @property
@@ -117,8 +161,15 @@ class Dictionary:
     def decode(self, acts: Float[Tensor, "... width"]) -> Float[Tensor, "... d_out"]:
         return acts @ self.W_dec + self.b_dec
 
+    def skip(self, x: Float[Tensor, "... d_in"]) -> Float[Tensor, "... d_out"]:
+        """The linear skip path of a skip transcoder (zero without ``W_skip``)."""
+        if self.W_skip is None:
+            return torch.zeros(*x.shape[:-1], self.d_out, dtype=x.dtype, device=x.device)
+        return x @ self.W_skip
+
     def forward(self, x: Float[Tensor, "... d_in"]) -> Float[Tensor, "... d_out"]:
-        return self.decode(self.encode(x))
+        out = self.decode(self.encode(x))
+        return out if self.W_skip is None else out + x @ self.W_skip
 
     __call__ = forward
 
@@ -128,14 +179,16 @@ class Dictionary:
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
             if isinstance(v, Tensor):
-                changes[f.name] = v.to(device=device, dtype=dtype)
-        return dataclasses.replace(self, **changes)
+                moved = v.to(device=device, dtype=dtype)
+                if moved is not v:
+                    changes[f.name] = moved
+        return dataclasses.replace(self, **changes) if changes else self
 
     def config(self) -> dict:
         """The JSON-serialisable part (everything but the tensors)."""
         return {"id": self.id, "kind": self.kind, "hook_in": self.hook_in, "hook_out": self.hook_out,
                 "activation": self.activation, "k": self.k, "d_in": self.d_in, "d_out": self.d_out,
-                "width": self.width}
+                "width": self.width, "ln_convention": self.ln_convention, "skip": self.W_skip is not None}
 
 
 def fraction_variance_explained(target: Float[Tensor, "n d"], recon: Float[Tensor, "n d"]) -> float:

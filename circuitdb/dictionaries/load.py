@@ -8,9 +8,12 @@ release is the text before the first ``/``), or already loaded :class:`Dictionar
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable
+
+import torch
 
 from circuitdb.dictionaries.base import (
     SAE_HOOKS, TRANSCODER_IN_HOOKS, TRANSCODER_OUT_HOOKS, Dictionary, parse_hook,
@@ -32,8 +35,9 @@ def _load_path(p: Path) -> list[Dictionary]:
     if p.is_dir():
         out: list[Dictionary] = []
         for js in sorted(p.glob("*.json")):
-            if is_dictionary_file(js):
-                out.append(load_dictionary_file(js))
+            if js.with_suffix(".safetensors").is_file():  # a pair: unreadable JSON is an error, not a skip
+                if is_dictionary_file(js, strict=True):
+                    out.append(load_dictionary_file(js))
         for sub in sorted(q for q in p.iterdir() if q.is_dir()):
             if is_saelens_dir(sub):
                 out.append(load_saelens_dir(sub))
@@ -57,6 +61,8 @@ def resolve_spec(spec: Any, model_name: str = "") -> list[Dictionary]:
         return _load_path(d)
     if isinstance(spec, Dictionary):
         return [spec]
+    if _is_saelens(spec):  # before the Iterable test: a SAELens SAE's __iter__ yields the SAE itself
+        return [from_saelens(spec)]
     if isinstance(spec, (str, Path)):
         text = str(spec).strip()
         if not text:
@@ -71,12 +77,18 @@ def resolve_spec(spec: Any, model_name: str = "") -> list[Dictionary]:
                 out.append(from_pretrained(release, sae_id))
             return out
         return [d for part in text.split(",") if part.strip() for d in _load_path(Path(part.strip()))]
-    if isinstance(spec, Iterable):
-        return [d for item in spec for d in resolve_spec(item, model_name)]
-    if hasattr(spec, "W_enc") and hasattr(spec, "cfg"):
-        return [from_saelens(spec)]
+    if isinstance(spec, (list, tuple)) or (isinstance(spec, Iterable) and not hasattr(spec, "W_enc")
+                                            and not hasattr(spec, "shape")):  # arrays are no lists of specs
+        items = list(spec)
+        if any(item is spec for item in items):
+            raise ConfigError(f"dictionary spec of type {type(spec).__name__} contains itself")
+        return [d for item in items for d in resolve_spec(item, model_name)]
     raise ConfigError(f"cannot read a dictionary spec of type {type(spec).__name__}; give a path, a comma list, "
                       "saelens:RELEASE/ID, a Dictionary or a SAELens SAE")
+
+
+def _is_saelens(obj: Any) -> bool:
+    return hasattr(obj, "W_enc") and hasattr(obj, "cfg") and hasattr(getattr(obj, "cfg"), "architecture")
 
 
 def check_dictionaries(dicts: list[Dictionary], model: Any) -> None:
@@ -122,10 +134,40 @@ def check_dictionaries(dicts: list[Dictionary], model: Any) -> None:
         raise ConfigError(f"more than one dictionary writes {dup}; give at most one per hook")
 
 
-def load_dictionaries(spec: Any, model: Any, *, dtype: Any = None) -> list[Dictionary]:
-    """Resolve ``spec`` (see the module docstring), check it against ``model``, cast to ``dtype`` (default: the
-    model's), and return the dictionaries sorted by layer."""
+def fold_ln_convention(d: Dictionary, model: Any) -> Dictionary:
+    """A transcoder reading ``blocks.L.ln2.hook_normalized`` as this engine reads it (TransformerLens 3.x: without the
+    LayerNorm weight / bias). A ``tl2`` dictionary (trained where the hook included them: TransformerLens 2.x,
+    circuit-tracer) gets them folded into its encoder (and skip path) exactly; an unknown convention is refused when
+    the model's LayerNorm has a weight or bias that is not the identity (there the two readings differ)."""
+    if not d.hook_in.endswith("ln2.hook_normalized") or d.ln_convention == "tl3":
+        return d
+    ln = model.blocks[d.layer].ln2
+    w, b = getattr(ln, "w", None), getattr(ln, "b", None)
+    identity = (w is None or bool((w == 1).all())) and (b is None or bool((b == 0).all()))
+    if identity:
+        return dataclasses.replace(d, ln_convention="tl3")
+    if d.ln_convention is None:
+        raise ConfigError(
+            f"dictionary {d.id!r} reads {d.hook_in!r} but does not say whether that hook included the LayerNorm weight "
+            "and bias when it was trained (TransformerLens 2.x and circuit-tracer: included; 3.x: not); the graph "
+            "would be plausible but wrong. Set ln_convention='tl2' or 'tl3' "
+            "(dataclasses.replace(d, ln_convention=...)) or give the JSON an \"ln_convention\" field")
+    w = torch.ones(d.d_in, dtype=d.dtype, device=d.W_enc.device) if w is None else w.detach().to(d.W_enc)
+    b = torch.zeros(d.d_in, dtype=d.dtype, device=d.W_enc.device) if b is None else b.detach().to(d.W_enc)
+    shift = b - (d.input_bias if d.input_bias is not None else 0)  # x_tl2 - input_bias = x_tl3 * w + shift
+    return dataclasses.replace(
+        d, W_enc=w[:, None] * d.W_enc, b_enc=d.b_enc + shift @ d.W_enc, input_bias=None, ln_convention="tl3",
+        W_skip=None if d.W_skip is None else w[:, None] * d.W_skip,
+        b_dec=d.b_dec if d.W_skip is None else d.b_dec + b @ d.W_skip)
+
+
+def load_dictionaries(spec: Any, model: Any, *, dtype: Any = None, device: Any = None) -> list[Dictionary]:
+    """Resolve ``spec`` (see the module docstring), check it against ``model``, fold the LayerNorm convention
+    (:func:`fold_ln_convention`), move to ``device`` and cast to ``dtype`` (defaults: the model's), and return the
+    dictionaries sorted by layer."""
     dicts = resolve_spec(spec, str(getattr(model.cfg, "model_name", "")))
     check_dictionaries(dicts, model)
     dt = dtype or model.cfg.dtype
-    return sorted((d.to(dtype=dt) for d in dicts), key=lambda d: (d.layer, d.hook_out))
+    dev = device if device is not None else next((p.device for p in model.parameters()), None)
+    dicts = [fold_ln_convention(d.to(dtype=dt, device=dev), model) for d in dicts]
+    return sorted(dicts, key=lambda d: (d.layer, d.hook_out))

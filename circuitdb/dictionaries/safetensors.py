@@ -14,7 +14,7 @@ from circuitdb.dictionaries.base import Dictionary
 from circuitdb.errors import ConfigError
 
 FORMAT = "circuitdb-dictionary"
-_TENSORS = ("W_enc", "b_enc", "W_dec", "b_dec", "threshold", "input_bias")
+_TENSORS = ("W_enc", "b_enc", "W_dec", "b_dec", "threshold", "input_bias", "W_skip")
 
 
 def _stem(path: str | Path) -> Path:
@@ -35,41 +35,63 @@ def save_dictionary(d: Dictionary, path: str | Path, *, stats: dict | None = Non
     return stem.with_suffix(".json")
 
 
-def is_dictionary_file(path: str | Path) -> bool:
+def _read_config(js: Path) -> dict:
+    try:
+        cfg = json.loads(js.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise ConfigError(f"dictionary config {str(js)!r} is not readable JSON: {e}") from e
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"dictionary config {str(js)!r} must hold a JSON object; got {type(cfg).__name__}")
+    return cfg
+
+
+def is_dictionary_file(path: str | Path, *, strict: bool = False) -> bool:
+    """Whether ``path`` names a circuitdb ``.json`` + ``.safetensors`` pair; ``strict``: an unreadable JSON of a pair
+    raises ConfigError instead of answering False."""
     stem = _stem(path)
     js = stem.with_suffix(".json")
     if not (js.is_file() and stem.with_suffix(".safetensors").is_file()):
         return False
     try:
-        return json.loads(js.read_text()).get("format") == FORMAT
-    except (OSError, ValueError):
+        return _read_config(js).get("format") == FORMAT
+    except ConfigError:
+        if strict:
+            raise
         return False
 
 
 def load_dictionary_file(path: str | Path) -> Dictionary:
     """Read a dictionary written by :func:`save_dictionary` (``path`` = the stem, the .json or the .safetensors)."""
-    from safetensors.torch import load_file
-
     stem = _stem(path)
     js, st = stem.with_suffix(".json"), stem.with_suffix(".safetensors")
     missing = [p.name for p in (js, st) if not p.is_file()]
     if missing:
         raise ConfigError(f"dictionary {stem}: missing file(s) {missing} (expected <name>.json + <name>.safetensors)")
-    try:
-        cfg = json.loads(js.read_text())
-    except ValueError as e:
-        raise ConfigError(f"dictionary config {js} is not valid JSON: {e}") from e
+    cfg = _read_config(js)
     if cfg.get("format") != FORMAT:
         raise ConfigError(f"{js} is not a circuitdb dictionary (format {cfg.get('format')!r}, expected {FORMAT!r})")
-    tensors = load_file(str(st))
+    tensors = read_tensors(st)
     need = [n for n in ("W_enc", "b_enc", "W_dec", "b_dec") if n not in tensors]
     if need:
         raise ConfigError(f"{st} lacks tensor(s) {need}")
+    for key in ("kind", "hook_in", "hook_out", "activation"):
+        if not isinstance(cfg.get(key, ""), str):
+            raise ConfigError(f"dictionary config {str(js)!r}: {key} must be a string; got {cfg[key]!r}")
     return Dictionary(
         id=str(cfg.get("id") or stem.name), kind=cfg.get("kind", ""), hook_in=cfg.get("hook_in", ""),
         hook_out=cfg.get("hook_out", ""), activation=cfg.get("activation", "relu"), k=cfg.get("k"),
-        **{n: tensors.get(n) for n in _TENSORS},
+        ln_convention=cfg.get("ln_convention", "tl3"), **{n: tensors.get(n) for n in _TENSORS},
     )
+
+
+def read_tensors(path: str | Path) -> dict:
+    """All tensors of a safetensors file; a truncated or corrupt file raises ConfigError naming it."""
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except Exception as e:  # safetensors raises SafetensorError / OSError / ValueError
+        raise ConfigError(f"cannot read safetensors file {str(path)!r} (truncated or corrupt?): {e}") from e
 
 
 def dictionary_stats(path: str | Path) -> dict:

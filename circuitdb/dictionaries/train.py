@@ -89,7 +89,7 @@ def fit(x: Float[Tensor, "n d_in"], y: Float[Tensor, "n d_out"], cfg: TrainConfi
         loss.backward()
         opt.step()
         sched.step()
-    d = Dictionary(id=id, kind=cfg.kind, hook_in=hook_in, hook_out=hook_out,
+    d = Dictionary(id=id, kind=cfg.kind, hook_in=hook_in, hook_out=hook_out, ln_convention="tl3",
                    **{k: v.detach().clone() for k, v in params.items()})
     with torch.no_grad():
         acts = d.encode(x[test])
@@ -139,7 +139,7 @@ def random_dictionaries(model, kind: str = "transcoder", width: int = 64, seed: 
         hin = f"blocks.{layer}.{transcoder_in if kind == 'transcoder' else sae_hook}"
         hout = f"blocks.{layer}.hook_mlp_out" if kind == "transcoder" else hin
         out.append(Dictionary(
-            id=f"random-{kind}{layer}-w{width}", kind=kind, hook_in=hin, hook_out=hout,
+            id=f"random-{kind}{layer}-w{width}", kind=kind, hook_in=hin, hook_out=hout, ln_convention="tl3",
             W_enc=torch.randn(d, width, generator=g) / d ** 0.5, b_enc=torch.full((width,), bias),
             W_dec=torch.randn(width, d, generator=g) / width ** 0.5, b_dec=torch.randn(d, generator=g) * 0.1,
         ).to(dtype=model.cfg.dtype))

@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from feature_fixtures import check_interventions as _check_interventions
 from feature_fixtures import prompt, source_keys, tiny_model
+from feature_fixtures import targets_of as _targets
 
 from circuitdb.attribution.feature_heads import collapse_heads
 from circuitdb.attribution.features import attribute_features, salient_logits
@@ -21,35 +23,6 @@ def model64():
 @pytest.fixture(scope="module")
 def tcs(model64):
     return random_dictionaries(model64, "transcoder", width=24, seed=3)
-
-
-def _targets(rm, n_feat: int, rng) -> list:  # noqa: ANN001
-    S = rm.sources
-    feats = np.flatnonzero((S.kind == "feature") & (S.layer > S.layer.min()))
-    pick = rng.choice(feats, size=min(n_feat, len(feats)), replace=False)
-    lg = rm.logits[-1].argsort(descending=True)[:2]
-    return [("logit", rm.P - 1, int(t), -1) for t in lg] + [
-        ("feature", int(S.pos[i]), int(S.feature[i]), int(S.dictionary[i])) for i in pick]
-
-
-def _check_interventions(rm, targets, n_sources: int, rng) -> tuple[float, int]:  # noqa: ANN001
-    """Max relative error of predicted edges vs. ablating the source in the real (hooked) frozen model."""
-    rows = rm.rows(targets)
-    clean = rm.frozen_forward()
-    base = np.array([rm.target_value(clean, t) for t in targets])
-    worst, n = 0.0, 0
-    live = np.flatnonzero((rows != 0).any(0).numpy())  # mostly sources with an edge, plus a few without
-    dead = np.setdiff1d(np.arange(len(rm.sources)), live)
-    pick = np.concatenate([rng.choice(live, size=min(n_sources, len(live)), replace=False), dead[:3]])
-    for j in pick:
-        rec = rm.frozen_forward(source=int(j), factor=0.0)
-        measured = base - np.array([rm.target_value(rec, t) for t in targets])
-        pred = rows[:, j].numpy()
-        # relative to the edge, except for edges below the float64 resolution of the target's own value
-        scale = np.maximum(np.abs(measured), 1e-8 * np.maximum(1.0, np.abs(base)))
-        worst = max(worst, float((np.abs(pred - measured) / scale).max()))
-        n += int((np.abs(measured) > 1e-8 * np.maximum(1.0, np.abs(base))).sum())
-    return worst, n
 
 
 def test_replacement_reproduces_logits_float32():
