@@ -144,12 +144,18 @@ def faithfulness(model: "HookedTransformer", dataset: "PromptPairs", circuit: "C
 
 
 def evaluate_circuit(model: "HookedTransformer", dataset: "PromptPairs", circuit: "Circuit", *, metric: Any = None,
-                     ablation: str = "patch", batch_size: int = 32, base: Baselines | None = None) -> "Circuit":
-    """The circuit with ``faithfulness``, ``m_circuit``, ``m_full``, ``m_empty`` added to its scores."""
+                     ablation: str = "patch", batch_size: int = 32, base: Baselines | None = None,
+                     split: str | None = None) -> "Circuit":
+    """The circuit with ``faithfulness``, ``m_circuit``, ``m_full``, ``m_empty`` added to its scores, and ``split``
+    (``in_sample`` / ``held_out`` — :mod:`circuitdb.circuits.splits` — or ``unspecified``); the same numbers are
+    kept per split under ``scores["by_split"][split]``, so in-sample and held-out results live side by side."""
     base = base or baselines(model, dataset, metric=metric, ablation=ablation, batch_size=batch_size)
     m = circuit_metric(model, dataset, circuit, metric=metric, ablation=ablation, batch_size=batch_size)
-    return circuit.with_scores(faithfulness=base.faithfulness(m), m_circuit=m, m_full=base.full, m_empty=base.empty,
-                               ablation=ablation, dataset=getattr(dataset, "name", "custom"), n_examples=len(dataset))
+    split = split or "unspecified"
+    res = {"faithfulness": base.faithfulness(m), "m_circuit": m, "m_full": base.full, "m_empty": base.empty,
+           "ablation": ablation, "dataset": getattr(dataset, "name", "custom"), "n_examples": len(dataset)}
+    by_split = {**circuit.scores.get("by_split", {}), split: res}
+    return circuit.with_scores(**res, split=split, by_split=by_split)
 
 
 def faithfulness_curve(model: "HookedTransformer", dataset: "PromptPairs", graph: AttributionGraph, *,

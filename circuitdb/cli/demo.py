@@ -30,12 +30,11 @@ def demo(
     import numpy as np
 
     from circuitdb.attribution.head_stats import induction_scores, prev_token_scores, repeated_random_tokens
-    from circuitdb.cli.common import open_cli_store
 
     con = Console()
     torch.manual_seed(seed)
     t0 = time.perf_counter()
-    st = open_cli_store(store)
+    st = circuitdb.open_store(store)  # the facade's store: store.circuit() registered
     con.rule("[bold]1. Component graph: toy-induction-2l, induction task, EAP-IG")
     model = circuitdb.load_model("toy-induction-2l")
     data = circuitdb.load_task("induction", model, n=n, seed=seed)

@@ -25,6 +25,7 @@ User Cypher (``run`` without ``write=True``): see :mod:`.readonly` and :meth:`Em
 from __future__ import annotations
 
 import logging
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
@@ -287,8 +288,10 @@ class EmbeddedStore(GraphStore):
 
     # ------------------------------------------------------------------ queries
     def run(self, cypher: str, params: dict[str, Any] | None = None, *, write: bool = False) -> pd.DataFrame:
-        """Run one Cypher statement with parameters → DataFrame. Without ``write=True`` a statement that writes is
-        refused (QueryError) by a lexical check and, as a second wall, by a read-only transaction."""
+        """Run one Cypher statement with parameters → DataFrame. Without ``write=True``: the lexical check of
+        :mod:`.readonly` first (writes, transaction control, file clauses, several statements), then the engine:
+        the text is prepared (Ladybug refuses several statements there, before anything runs) and executed inside
+        ``BEGIN TRANSACTION READ ONLY``, which refuses every write."""
         if not isinstance(cypher, str) or not cypher.strip():
             raise QueryError(f"empty query {cypher!r}")
         if not write:
@@ -302,7 +305,13 @@ class EmbeddedStore(GraphStore):
                 finally:
                     self._forget_copies()
             with self._transaction(read_only=True):
-                return self._result_df(self._conn.execute(cypher, p))
+                with warnings.catch_warnings():  # ladybug 0.22 deprecates prepare(); it is the one-statement check
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    prepared = self._conn.prepare(cypher)
+                if not prepared.is_success():  # e.g. "We do not support prepare multiple statements": nothing ran
+                    raise QueryError(f"query on the embedded store {str(self.path)!r} failed before it ran: "
+                                     f"{prepared.get_error_message()}")
+                return self._result_df(self._conn.execute(prepared, p))
 
     @staticmethod
     def _result_df(res: Any) -> pd.DataFrame:

@@ -55,7 +55,7 @@ def test_verification_fixes_what_the_gradient_misses() -> None:
     np.testing.assert_allclose(ver.weight[idx], ex.weight[idx], atol=1e-9)
     rest = np.setdiff1d(np.arange(ig.n_edges), idx)
     np.testing.assert_allclose(ver.weight[rest], ig.weight[rest], atol=1e-12)
-    assert ver.meta["params"]["verify"] == {"near_zero": 1e-3, "top_k": None}
+    assert ver.meta["params"]["verify"] == {"near_zero": 1e-5, "top_k": None}
 
 
 def test_top_k_boundary_is_rescored() -> None:
