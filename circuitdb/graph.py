@@ -280,13 +280,15 @@ class AttributionGraph:
                 i = int(np.flatnonzero(~np.asarray(same))[0])
                 out.append(f"node {a['key'].iat[i]!r}: {c} {x[i]!r} != {y[i]!r}")
         ea, eb = self._edge_table(), other._edge_table()
-        if len(ea) != len(eb) or not (ea.index == eb.index).all():
+        ka, kb = ea[["s", "t", "c"]], eb[["s", "t", "c"]]
+        if len(ea) != len(eb) or not (ka.to_numpy() == kb.to_numpy()).all():
             out.append(f"edge sets differ ({len(ea)} vs {len(eb)} edges)")
         else:
             d = np.abs(ea["weight"].to_numpy() - eb["weight"].to_numpy())
             if (d > atol).any():
                 i = int(np.argmax(d))
-                out.append(f"edge {ea.index[i]}: weight {ea['weight'].iat[i]!r} != {eb['weight'].iat[i]!r}")
+                edge = tuple(ka.iloc[i])
+                out.append(f"edge {edge}: weight {ea['weight'].iat[i]!r} != {eb['weight'].iat[i]!r}")
         if meta:
             ma = {k: v for k, v in self.meta.items()}
             mb = {k: v for k, v in other.meta.items()}
@@ -296,9 +298,11 @@ class AttributionGraph:
         return out
 
     def _edge_table(self) -> pd.DataFrame:
+        """Edges as (s key, t key, channel, weight) in a canonical order: parallel edges (same ends and channel)
+        are ordered by weight, so the comparison does not depend on the order edges were written in."""
         keys = self.keys
-        idx = pd.MultiIndex.from_arrays([keys[self.src], keys[self.dst], self.channel], names=["s", "t", "c"])
-        return pd.DataFrame({"weight": self.weight}, index=idx).sort_index()
+        df = pd.DataFrame({"s": keys[self.src], "t": keys[self.dst], "c": self.channel, "weight": self.weight})
+        return df.sort_values(["s", "t", "c", "weight"], kind="stable").reset_index(drop=True)
 
     def content_hash(self) -> str:
         """A short hash of nodes, edges and the identifying metadata (model, method, prompt, tokens, params)."""

@@ -22,6 +22,8 @@ Methods:
   whose influence reaches the ``node_threshold`` fraction of total influence; recompute on the node-pruned matrix
   and score each edge ``Â'[t, s] · (I'[t] + w[t])``; keep edges up to ``edge_threshold`` of total edge score; then
   dead-end removal.
+- ``auto`` (the default): :func:`default_method` — ``influence`` for feature graphs, ``greedy`` to 5% of the edges
+  for component graphs.
 - ``topn``: the ``n`` edges of largest |weight| (signed weight when ``absolute=False``), then dead-end removal.
 - ``threshold``: edges with |weight| ≥ ``threshold``, then dead-end removal.
 - ``greedy`` (EAP-IG's ``apply_greedy``): start from the logits; repeatedly add the best-scoring edge whose target
@@ -286,7 +288,11 @@ def influence_prune_given(graph: AttributionGraph, node_influence: np.ndarray | 
 
 def _edge_method_result(graph: AttributionGraph, edge_mask: np.ndarray, edge_cum: np.ndarray, method: str,
                         params: dict) -> PruneResult:
+    picked = int(np.asarray(edge_mask, bool).sum())
     node_mask, edge_mask = remove_dead_ends_masks(graph, edge_mask)
+    if picked and not edge_mask.any():
+        log.warning("%s pruning of graph %r: all %d chosen edges were dead ends (no path from a token to a logit); "
+                    "the circuit is empty — choose more edges", method, graph.id, picked)
     # a node enters at the smallest cumulative score of its edges: assign in descending order, the last write wins
     ranked = np.flatnonzero(~np.isnan(edge_cum))
     ranked = ranked[np.argsort(-edge_cum[ranked], kind="stable")]
@@ -300,7 +306,7 @@ def _edge_method_result(graph: AttributionGraph, edge_mask: np.ndarray, edge_cum
     return PruneResult(graph, node_mask, edge_mask, enter, edge_cum, method, params)
 
 
-def topn_prune(graph: AttributionGraph, n: int = 1000, absolute: bool = True) -> PruneResult:
+def topn_prune(graph: AttributionGraph, n: int, absolute: bool = True) -> PruneResult:
     """The ``n`` strongest edges (|weight|, or signed weight when ``absolute=False``), then dead-end removal."""
     n = _check_count("n", n, graph.n_edges)
     score = np.abs(graph.weight) if absolute else graph.weight
@@ -314,15 +320,17 @@ def topn_prune(graph: AttributionGraph, n: int = 1000, absolute: bool = True) ->
 
 def threshold_prune(graph: AttributionGraph, threshold: float = 0.0) -> PruneResult:
     """Edges with |weight| ≥ ``threshold``, then dead-end removal."""
-    if not isinstance(threshold, (int, float)) or threshold < 0:
-        raise ConfigError(f"threshold must be a non-negative number; got {threshold!r}")
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold < np.inf:
+        raise ConfigError(f"threshold must be a finite non-negative number; got {threshold!r}")
     a = np.abs(graph.weight)
     _, cum = _cumulative(a)
     return _edge_method_result(graph, a >= threshold, cum, "threshold", {"threshold": float(threshold)})
 
 
-def greedy_prune(graph: AttributionGraph, n: int = 1000, absolute: bool = True) -> PruneResult:
-    """EAP-IG's greedy growth from the logits (module docstring): ``n`` edges, then dead-end removal."""
+def greedy_prune(graph: AttributionGraph, n: int, absolute: bool = True) -> PruneResult:
+    """EAP-IG's greedy growth from the logits (module docstring): ``n`` edges, then dead-end removal. In per-position
+    component graphs a head enters with all its positions (:func:`head_groups`): once ``A1.2@31`` is in the circuit,
+    the k/v edges into ``A1.2@16`` are candidates too."""
     n = _check_count("n", n, graph.n_edges)
     score = np.abs(graph.weight) if absolute else graph.weight
     # in-edges of every node, sorted by descending score (a CSR over targets); python lists for the heap loop
@@ -334,22 +342,29 @@ def greedy_prune(graph: AttributionGraph, n: int = 1000, absolute: bool = True) 
     in_graph = graph.nodes["kind"].to_numpy() == "logit"
     if not in_graph.any():
         raise ConfigError(f"graph {graph.id!r} has no logit node; greedy growth starts from the logits")
-    seen = in_graph.tolist()
+    group = head_groups(graph)
+    members: dict[int, list[int]] = {}
+    for node, g in enumerate(group.tolist()):
+        members.setdefault(g, []).append(node)
+    seen = [False] * graph.n_nodes
     heap: list[tuple[float, int, int]] = []  # (-score, position in `order`, end of that node's run)
+
+    def enter(node: int) -> None:
+        for m in members[int(group[node])]:
+            if not seen[m]:
+                seen[m] = True
+                if starts[m] < starts[m + 1]:
+                    heapq.heappush(heap, (neg_sorted[starts[m]], starts[m], starts[m + 1]))
+
     for node in np.flatnonzero(in_graph).tolist():
-        if starts[node] < starts[node + 1]:
-            heapq.heappush(heap, (neg_sorted[starts[node]], starts[node], starts[node + 1]))
+        enter(node)
     picked: list[int] = []
     while len(picked) < n and heap:
         _, pos, end = heapq.heappop(heap)
         picked.append(pos)
         if pos + 1 < end:
             heapq.heappush(heap, (neg_sorted[pos + 1], pos + 1, end))
-        s = src_sorted[pos]
-        if not seen[s]:
-            seen[s] = True
-            if starts[s] < starts[s + 1]:
-                heapq.heappush(heap, (neg_sorted[starts[s]], starts[s], starts[s + 1]))
+        enter(src_sorted[pos])
     chosen = order[np.asarray(picked, dtype=np.int64)]
     mask = np.zeros(graph.n_edges, bool)
     mask[chosen] = True
@@ -378,16 +393,37 @@ PRUNERS: dict[str, Callable[..., PruneResult]] = {
 }
 
 
-def prune_result(graph: AttributionGraph, method: str = "influence", **params: Any) -> PruneResult:
-    """Dispatch to a pruner by name; unknown names and parameters raise ConfigError."""
-    fn = PRUNERS.get(method)
-    if fn is None:
-        raise ConfigError(one_of(method, PRUNERS, "pruning method"))
+DEFAULT_EDGE_FRACTION = 0.05  # component graphs by default: greedy growth to 5% of the edges (a mid MIB size)
+
+
+def default_method(graph: AttributionGraph) -> tuple[str, dict[str, Any]]:
+    """The pruning a graph gets when none is named: ``influence`` for feature graphs (circuit-tracer's default),
+    ``greedy`` with ``n`` = :data:`DEFAULT_EDGE_FRACTION` of the edges for component graphs (influence pruning keeps
+    only a handful of edges there)."""
+    if graph.meta.get("granularity") == "feature":
+        return "influence", {}
+    return "greedy", {"n": max(1, int(np.ceil(DEFAULT_EDGE_FRACTION * graph.n_edges)))}
+
+
+def prune_result(graph: AttributionGraph, method: str | None = "auto", **params: Any) -> PruneResult:
+    """Dispatch to a pruner by name (``auto``/None: :func:`default_method`); unknown names and parameters, and a
+    missing required one (``n`` of topn/greedy), raise ConfigError."""
     import inspect
 
-    valid = [p for p in inspect.signature(fn).parameters if p != "graph"]
+    if method in (None, "auto"):
+        method, defaults = default_method(graph)
+        params = {**defaults, **params}
+    fn = PRUNERS.get(method)
+    if fn is None:
+        raise ConfigError(one_of(method, [*PRUNERS, "auto"], "pruning method"))
+    sig = inspect.signature(fn).parameters
+    valid = [p for p in sig if p != "graph"]
     bad = [k for k in params if k not in valid]
     if bad:
         raise ConfigError(f"unknown parameter(s) {bad} for pruning method {method!r}; valid: {', '.join(valid) or 'none'}")
+    missing = [p for p in valid if sig[p].default is inspect.Parameter.empty and p not in params]
+    if missing:
+        raise ConfigError(f"pruning method {method!r} needs {', '.join(f'{m}=' for m in missing)} (n: the number of "
+                          f"edges to keep, of {graph.n_edges})")
     return fn(graph, **params)
 

@@ -33,19 +33,25 @@ ATTRIBUTE_METHODS = ("eap", "eap-ig", "patching", "eap-ig+patching")
 N_EXAMPLE_PROMPTS = 3
 
 
-def resolve_model(model: "HookedTransformer | str", dtype: "torch.dtype | str | None" = None) -> "HookedTransformer":
-    """A HookedTransformer (a name goes through ``load_model``), in ``dtype`` (a converted copy if it differs)."""
+def resolve_model(model: "HookedTransformer | str", dtype: "torch.dtype | str | None" = None,
+                  device: "torch.device | str | None" = None) -> "HookedTransformer":
+    """A HookedTransformer (a name goes through ``load_model``), in ``dtype`` and on ``device`` (a converted copy if
+    either differs; ``None`` keeps the model's)."""
     dt = torch_dtype(dtype)
     if isinstance(model, str):
         from circuitdb.models import load_model
 
-        return load_model(model, dtype=dt or torch.float32)
+        return load_model(model, dtype=dt or torch.float32, **({"device": str(device)} if device is not None else {}))
     if not hasattr(model, "cfg") or not hasattr(model, "hooks"):
         raise ConfigError(f"model must be a HookedTransformer or a model name, got {type(model).__name__}")
     if dt is not None and model.cfg.dtype != dt:
         log.info("working on a %s copy of %s", dt, model.cfg.model_name)
         model = copy.deepcopy(model)
         model.to(dt, print_details=False)
+    if device is not None and next(iter(model.parameters())).device != torch.device(device):
+        log.info("working on a copy of %s on %s", model.cfg.model_name, device)
+        model = copy.deepcopy(model)
+        model.to(torch.device(device), print_details=False)
     return model
 
 
@@ -94,7 +100,8 @@ def _long(v: Any, name: str) -> torch.Tensor:
 def attribute(
     model: "HookedTransformer | str", dataset: Any, method: str = "eap-ig", metric: Any = None,
     ablation: str = "patch", *, ig_steps: int = 5, batch_size: int = 32, per_position: bool = False,
-    dtype: "torch.dtype | str | None" = None, progress: bool = True, graph_id: str | None = None,
+    dtype: "torch.dtype | str | None" = None, device: "torch.device | str | None" = None, progress: bool = True,
+    graph_id: str | None = None,
     head_stats: bool = True, n: int | None = None, seed: int = 0, verify: dict | None = None,
 ) -> "AttributionGraph":
     """The component attribution graph of ``model`` on ``dataset`` (see module doc).
@@ -107,7 +114,8 @@ def attribute(
     ``near_zero`` / ``top_k``, see :mod:`circuitdb.attribution.verified`).
     ``ablation``: ``patch`` (corrupted prompts), ``zero`` or ``mean``. ``dtype``: compute dtype (``float64`` for
     verification; default the model's). With ``head_stats`` nodes carry previous-token / induction / duplicate-token
-    scores and direct logit attribution.
+    scores and direct logit attribution computed on the dataset's own clean prompts (``meta["head_stats"]`` says
+    on what).
     """
     from circuitdb.attribution.components import component_graph
     from circuitdb.attribution.eap import EAPConfig, check_ablation, eap_scores
@@ -116,7 +124,7 @@ def attribute(
     if method not in ATTRIBUTE_METHODS:
         raise ConfigError(one_of(method, ATTRIBUTE_METHODS, "attribution method"))
     check_ablation(ablation)
-    model = resolve_model(model, dtype)
+    model = resolve_model(model, dtype, device)
     task_kw = {"seed": seed} | ({"n": n} if n is not None else {})
     ds = resolve_dataset(dataset, model, **task_kw) if isinstance(dataset, str) else resolve_dataset(dataset, model)
     if n is not None and len(ds) > n:
@@ -159,8 +167,9 @@ def attribute(
         col = ds.clean
         tokens = np.where((col == col[:1]).all(0).numpy(), col[0].numpy(), -1)
     nodes, edges = comp.frames(dense, ds.seq_len if per_position else None, tokens)
+    stats_label = None
     if head_stats:
-        nodes = _with_head_stats(model, ds, comp, nodes)
+        nodes, stats_label = _with_head_stats(model, ds, comp, nodes)
     meta = {
         "model": str(model.cfg.model_name), "granularity": "component", "method": method,
         "metric": metric_name(metric, ds),
@@ -173,6 +182,7 @@ def attribute(
         "prompt": list(ds.texts[:N_EXAMPLE_PROMPTS]) if ds.texts else None,
         "tokens": ds.clean[:N_EXAMPLE_PROMPTS].tolist(),
         "scores": scores_extra,
+        **({"head_stats": stats_label} if stats_label else {}),
     }
     if method == "eap-ig+patching":
         meta["params"]["verify"] = verify
@@ -180,40 +190,46 @@ def attribute(
     return AttributionGraph.from_frames(nodes, edges, meta)
 
 
-def _with_head_stats(model: "HookedTransformer", ds: "PromptPairs", comp: Any, nodes: Any) -> Any:
-    """Add prev-token / induction / duplicate-token scores (on repeated random tokens) and DLA (on the dataset)."""
-    from circuitdb.attribution import head_stats as hs
+HEAD_STAT_PROMPTS = 64  # at most this many of the dataset's clean prompts feed the attention scores
 
-    cfg = model.cfg
+
+def _with_head_stats(model: "HookedTransformer", ds: "PromptPairs", comp: Any, nodes: Any) -> tuple[Any, dict]:
+    """Add prev-token / induction / duplicate-token scores and DLA, all computed on the dataset's own clean prompts
+    (:func:`circuitdb.models.attention_scores.text_pattern_scores`, :func:`head_stats.direct_logit_attribution`);
+    returns the nodes and a label for the graph's metadata saying what they were computed on. A score with no
+    qualifying query position (e.g. no repeated token, so no induction) is left NaN and says so in the label."""
+    from circuitdb.attribution import head_stats as hs
+    from circuitdb.models.attention_scores import text_pattern_scores
+
     nodes = nodes.copy()
     n_comp = comp.n_nodes
     pos_of = np.arange(len(nodes)) % n_comp  # component index of every row
     heads = nodes["kind"].to_numpy() == "head"
     lay, hd = nodes["layer"].to_numpy(), nodes["head"].to_numpy()
-    try:
-        half = max(2, min(20, (cfg.n_ctx - 1) // 2))
-        tokens = hs.repeated_random_tokens(cfg.d_vocab, n=16, half_len=half, seed=0)
-        for col, fn in (("prev_token_score", hs.prev_token_scores), ("induction_score", hs.induction_scores),
-                        ("duplicate_token_score", hs.duplicate_token_scores)):
-            s = cached_for_model(model, col, lambda fn=fn: fn(model, tokens).numpy())
-            vals = np.full(len(nodes), np.nan)
-            vals[heads] = s[lay[heads], hd[heads]]
-            nodes[col] = vals
-    except Exception as e:  # noqa: BLE001 - statistics are optional decoration
-        log.warning("head attention statistics skipped: %s", e)
-    try:
-        with torch.no_grad():
-            dla = hs.direct_logit_attribution(model, ds)
+    sub = ds.batch(slice(0, HEAD_STAT_PROMPTS))
+    label: dict[str, Any] = {"computed_on": f"clean prompts of dataset {ds.name!r}", "n_prompts": len(sub),
+                             "seq_len": ds.seq_len, "query_positions": {}}
+    for col, (scores, n_pairs) in text_pattern_scores(model, sub.clean).items():
         vals = np.full(len(nodes), np.nan)
-        vals[heads] = dla.heads.numpy()[lay[heads], hd[heads]]
-        if dla.mlps is not None:
-            mlp = nodes["kind"].to_numpy() == "mlp"
-            vals[mlp] = dla.mlps.numpy()[lay[mlp]]
-        vals[pos_of == 0] = dla.embed
-        if "pos" in nodes.columns:  # per-position graphs: DLA belongs to the (common) answer position
-            ap = ds.answer_pos.unique()
-            vals[nodes["pos"].to_numpy() != (int(ap[0]) if len(ap) == 1 else -2)] = np.nan
-        nodes["direct_logit"] = vals
-    except Exception as e:  # noqa: BLE001
-        log.warning("direct logit attribution skipped: %s", e)
-    return nodes
+        if scores is not None:
+            vals[heads] = scores.numpy()[lay[heads], hd[heads]]
+        nodes[col] = vals
+        label["query_positions"][col] = n_pairs
+    if ds.answer is None:
+        label["direct_logit"] = "not computed: the dataset has no answer tokens"
+        return nodes, label
+    with torch.no_grad():
+        dla = hs.direct_logit_attribution(model, ds)
+    vals = np.full(len(nodes), np.nan)
+    vals[heads] = dla.heads.numpy()[lay[heads], hd[heads]]
+    if dla.mlps is not None:
+        mlp = nodes["kind"].to_numpy() == "mlp"
+        vals[mlp] = dla.mlps.numpy()[lay[mlp]]
+    vals[pos_of == 0] = dla.embed
+    if "pos" in nodes.columns:  # per-position graphs: DLA belongs to the (common) answer position
+        ap = ds.answer_pos.unique()
+        vals[nodes["pos"].to_numpy() != (int(ap[0]) if len(ap) == 1 else -2)] = np.nan
+    nodes["direct_logit"] = vals
+    label["direct_logit"] = ("answer minus wrong logit direction" if ds.wrong is not None
+                             else "answer logit minus mean logit direction") + f", {len(ds)} prompts"
+    return nodes, label

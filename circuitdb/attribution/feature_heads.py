@@ -19,10 +19,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import torch
+from einops import einsum
 from jaxtyping import Float
 from torch import Tensor
 
 from circuitdb.attribution.replacement import ReplacementModel
+from circuitdb.dictionaries.base import parse_hook
 
 
 def head_parts(rm: ReplacementModel, targets: list[tuple[str, int, int, int]]
@@ -90,38 +92,124 @@ def _targets_and_columns(rm: ReplacementModel, nodes: pd.DataFrame) -> tuple[lis
     return targets, np.asarray(rows, dtype=np.int64), cols
 
 
+def _source_vectors(rm: ReplacementModel, cols: np.ndarray) -> dict[tuple, Tensor]:
+    """Per site (``("embed",)``, ``("mlp", l)``, ``("sae", station)``): ``[n, P, d]`` with source ``cols[b]``'s vector at
+    its position in row ``b`` (the vectors :meth:`ReplacementModel.source_rows` contracts with)."""
+    S, n = rm.sources, len(cols)
+    out: dict[tuple, Tensor] = {}
+    first_feat = np.cumsum([0] + [len(a.pos) for a in rm.active])
+    for b, j in enumerate(cols.tolist()):
+        kind, p, di = S.kind[j], int(S.pos[j]), int(S.dictionary[j])
+        if kind == "feature":
+            a = rm.active[di]
+            k = j - int(first_feat[di])
+            site, v = rm.dict_site[di], a.dec[int(a.pos[k]), int(a.slot[k])]
+        elif kind == "error":
+            site, v = rm.dict_site[di], rm.errors[di][p]
+        elif kind == "mlp":
+            site, v = ("mlp", int(S.layer[j])), rm.mlp_out[int(S.layer[j])][p]
+        else:
+            site, v = ("embed",), rm.embed[p]
+        if site not in out:
+            out[site] = torch.zeros(n, rm.P, rm.cfg.d_model, dtype=rm.dtype, device=rm.device)
+        out[site][b, p] += v
+    return out
+
+
+def _norm_forward(rm: ReplacementModel, X: Tensor, scale: Tensor | None, w: Tensor | None) -> Tensor:
+    """The frozen normalisation ``x -> norm(x) (* w)`` (the transpose of :meth:`ReplacementModel._norm_T`)."""
+    if rm.norm is None:
+        return X
+    if rm.norm.startswith("LN"):
+        X = X - X.mean(-1, keepdim=True)
+    X = X / scale
+    return X * w if w is not None and rm.norm in ("LN", "RMS") else X
+
+
+def _forward_z(rm: ReplacementModel, cols: np.ndarray):  # noqa: ANN202
+    """Push the sources ``cols`` forward through the frozen linear model; yield ``(layer, z)`` at every attention layer,
+    ``z [n, H, P, d_head]`` = each head's value-weighted sum (before ``W_O``) of the source's whole signal there."""
+    inj = _source_vectors(rm, cols)
+    X = inj.get(("embed",), torch.zeros(len(cols), rm.P, rm.cfg.d_model, dtype=rm.dtype, device=rm.device))
+    for kind, key in rm.steps:
+        if kind == "station":
+            if key in rm.sae_at:  # the SAE cuts the stream; its features / errors write after the cut
+                X = torch.zeros_like(X)
+            if ("sae", key) in inj:
+                X = X + inj[("sae", key)]
+        elif kind == "attn":
+            v = einsum(_norm_forward(rm, X, rm.ln1[key], rm.w1[key]), rm.W_V[key], "n k d, h d e -> n h k e")
+            z = einsum(rm.patterns[key], v, "h q k, n h k e -> n h q e")
+            yield key, z
+            X = X + einsum(z, rm.W_O[key], "n h q e, h e d -> n q d")
+        else:
+            if key in rm.skip_at:
+                _, suffix = parse_hook(rm.dicts[rm.skip_at[key]].hook_in)
+                x_in = _norm_forward(rm, X, rm.ln2[key], None) if suffix == "ln2.hook_normalized" else X
+                X = X + x_in @ rm.W_skip[key]
+            if ("mlp", key) in inj:
+                X = X + inj[("mlp", key)]
+
+
 def decompose_heads(rm: ReplacementModel, nodes: pd.DataFrame, e: dict[str, np.ndarray], batch_size: int = 64,
                     progress: bool = False) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
-    """The head decomposition of the edges ``e`` of a (pruned) plain feature graph: only targets with an in-edge are
-    computed, and only the stored ``source → target`` pairs are split (module docstring: direct part + one head node
-    per (head, target)); so every stored pair's one- and two-hop sums equal its edge weight."""
+    """The head decomposition of the edges ``e`` of a (pruned) plain feature graph, for the stored pairs only.
+
+    Targets (with an in-edge) run one backward pass without heads: the direct part of every pair and ``D_t^l``, the
+    gradient reaching attention layer ``l``'s output on paths without a head. Sources (with an out-edge) run one
+    forward pass: ``z_s`` at every head. The part of pair ``s → t`` whose last head is ``(l, h)`` is then
+    ``z_s[h, p_t] · W_O[h] D_t^l[p_t]`` (exact by linearity), a dot product per pair and head — so the cost is about
+    one pass per kept target and one per kept source, not one per head."""
     from tqdm.auto import tqdm
 
     targets, rows, cols = _targets_and_columns(rm, nodes)
     has_in = np.isin(rows, e["dst"])
     targets, rows = [t for t, h in zip(targets, has_in) if h], rows[has_in]
-    src_cols = cols[e["src"]]
-    order = np.argsort(e["dst"], kind="stable")
-    bounds = np.searchsorted(e["dst"][order], rows), np.searchsorted(e["dst"][order], rows, side="right")
-    frames, edges = [nodes], []
-    next_id = len(nodes)
+    if not len(e["src"]) or not targets:
+        return nodes, e
+    t_of_node = np.full(len(nodes), -1, np.int64)
+    t_of_node[rows] = np.arange(len(rows))
+    pair_t, pair_src = t_of_node[e["dst"]], e["src"]
+    src_cols = cols[pair_src]
+    H, L, dh = rm.cfg.n_heads, rm.L, rm.cfg.d_head
+    t_pos = torch.as_tensor([t[1] for t in targets], device=rm.device)
+    Dp = torch.zeros(len(targets), L, H, dh, dtype=rm.dtype, device=rm.device)  # W_O[l][h] · D_t^l[p_t]
+    direct = np.zeros(len(pair_src))
+    order = np.argsort(pair_t, kind="stable")
+    bounds = np.searchsorted(pair_t[order], np.arange(len(targets) + 1))
+    bar = tqdm(total=-(-len(targets) // batch_size), disable=not progress, desc="head decomposition")
+    with torch.no_grad():
+        for start in range(0, len(targets), batch_size):
+            batch = targets[start: start + batch_size]
+            top, raw, _ = rm.injections(batch)
+            arriving: dict[int, Tensor] = {}
+            G = torch.zeros(len(batch), rm.P, rm.cfg.d_model, dtype=rm.dtype, device=rm.device)
+            d_rows = rm.source_rows(rm.propagate(G, len(rm.steps), top, raw, heads=False, record=arriving))
+            tp = t_pos[start: start + len(batch)]
+            for l, D in arriving.items():
+                Dp[start: start + len(batch), l] = einsum(D[torch.arange(len(batch)), tp], rm.W_O[l], "b d, h e d -> b h e")
+            idx = order[bounds[start]: bounds[min(start + batch_size, len(targets))]]
+            direct[idx] = d_rows[torch.as_tensor(pair_t[idx] - start), torch.as_tensor(src_cols[idx])].double().cpu().numpy()
+            bar.update(1)
+        bar.close()
+        parts = {(l, h): np.zeros(len(pair_src)) for l in range(L) for h in range(H)}
+        uniq = np.unique(src_cols)
+        by_src = np.argsort(src_cols, kind="stable")
+        sb = np.searchsorted(src_cols[by_src], uniq)
+        sb = np.append(sb, len(by_src))
+        for start in tqdm(range(0, len(uniq), batch_size), disable=not progress, desc="head decomposition (sources)"):
+            chunk = uniq[start: start + batch_size]
+            idx = by_src[sb[start]: sb[min(start + batch_size, len(uniq))]]
+            local = torch.as_tensor(np.searchsorted(chunk, src_cols[idx]), device=rm.device)
+            pt, pp = torch.as_tensor(pair_t[idx], device=rm.device), t_pos[torch.as_tensor(pair_t[idx])]
+            for l, z in _forward_z(rm, chunk):
+                val = (z[local, :, pp] * Dp[pt, l]).sum(-1).double().cpu().numpy()  # [pairs, H]
+                for h in range(H):
+                    parts[(l, h)][idx] = val[:, h]
+    parts = {k: v for k, v in parts.items() if v.any()}
     keys, pos = nodes["key"].to_numpy(), nodes["pos"].to_numpy()
-    for start in tqdm(range(0, len(targets), batch_size), disable=not progress, desc="head decomposition"):
-        sl = slice(start, start + batch_size)
-        direct, parts = head_parts(rm, targets[sl])
-        b_idx = np.concatenate([np.full(hi - lo, b) for b, (lo, hi) in
-                                enumerate(zip(bounds[0][sl], bounds[1][sl]))]).astype(np.int64)
-        eidx = np.concatenate([order[lo:hi] for lo, hi in zip(bounds[0][sl], bounds[1][sl])]).astype(np.int64)
-        c = torch.as_tensor(src_cols[eidx])
-        bt = torch.as_tensor(b_idx)
-        d_np = direct[bt, c].double().cpu().numpy()
-        p_np = {k: v[bt, c].double().cpu().numpy() for k, v in parts.items()}
-        f, ed = pair_frames(d_np, p_np, b_idx, e["src"][eidx], rows[sl], keys[rows[sl]], pos[rows[sl]], next_id)
-        next_id += len(f)
-        frames.append(f)
-        edges.append(ed)
-    out = {k: np.concatenate([x[k] for x in edges]) if edges else e[k][:0] for k in ("src", "dst", "weight", "channel")}
-    nodes = pd.concat([f for f in frames if len(f)], ignore_index=True)
+    f, out = pair_frames(direct, parts, pair_t, pair_src, rows, keys[rows], pos[rows], len(nodes))
+    nodes = pd.concat([nodes, f], ignore_index=True) if len(f) else nodes
     _head_influence(nodes, out)
     return nodes, out
 
@@ -172,3 +260,36 @@ def _head_influence(nodes: pd.DataFrame, e: dict[str, np.ndarray]) -> None:
     h, t = e["src"][from_head], e["dst"][from_head]
     vals[h] = tgt_infl[t] * np.abs(e["weight"][from_head]) / np.maximum(absin[t], 1e-30)
     nodes["influence"] = vals
+
+
+def add_heads(graph, model, dictionaries=None, *, keys=None, batch_size: int = 64,  # noqa: ANN001, ANN201
+              device=None, progress: bool = False):  # noqa: ANN001
+    """Heads on demand: the head decomposition of a stored (e.g. pruned, heads-off) feature ``graph`` — or of the
+    subgraph among the node ``keys`` — recomputed from ``model`` and the graph's ``dictionaries`` (the same spec the
+    graph was built with) on the graph's own tokens. Returns a new graph; existing head nodes are collapsed first."""
+    from circuitdb.dictionaries.load import load_dictionaries
+    from circuitdb.errors import ConfigError
+    from circuitdb.graph import AttributionGraph
+    from circuitdb.models.dtypes import torch_dtype
+
+    if graph.meta.get("granularity") != "feature":
+        raise ConfigError(f"graph {graph.id!r} is not a feature graph (granularity {graph.meta.get('granularity')!r})")
+    g = collapse_heads(graph)
+    if keys is not None:
+        want = set(map(str, keys))
+        unknown = sorted(want - set(g.keys))
+        if unknown:
+            raise ConfigError(f"node key(s) {unknown[:5]} are not in graph {graph.id!r}")
+        g = g.subgraph(node_mask=np.isin(g.keys, list(want)))
+    dtype = torch_dtype(graph.meta.get("params", {}).get("dtype")) or model.cfg.dtype
+    dicts = load_dictionaries(dictionaries, model, dtype=dtype, device=device)
+    got = [d.id for d in dicts]
+    if graph.meta.get("dictionaries") and got != list(graph.meta["dictionaries"]):
+        raise ConfigError(f"graph {graph.id!r} was built with dictionaries {graph.meta['dictionaries']}; got {got}")
+    rm = ReplacementModel.build(model, graph.meta["tokens"], dicts, dtype, device)
+    nodes, e = decompose_heads(rm, g.nodes, {"src": g.src, "dst": g.dst, "weight": g.weight, "channel": g.channel},
+                               batch_size, progress)
+    meta = {**graph.meta, "params": {**graph.meta.get("params", {}), "heads": True}}
+    if keys is not None:
+        meta["heads_for"] = sorted(map(str, keys))
+    return AttributionGraph(nodes, e["src"], e["dst"], e["weight"], e["channel"], meta)

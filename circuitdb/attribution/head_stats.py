@@ -50,9 +50,11 @@ def direct_logit_attribution(model: "HookedTransformer", dataset: "PromptPairs")
     rows = torch.arange(len(dataset), device=cfg.device)
     pos = dataset.answer_pos.to(cfg.device)
     W_U = model.W_U
-    direction = W_U[:, dataset.answer.to(cfg.device)].T  # batch d_model
-    if dataset.wrong is not None:
-        direction = direction - W_U[:, dataset.wrong.to(cfg.device)].T
+    ans = dataset.answers("answer").to(cfg.device)  # batch k (several answers: their mean direction)
+    wrong = dataset.answers("wrong").to(cfg.device) if dataset.wrong is not None else None
+    direction = W_U[:, ans].mean(-1).T  # batch d_model
+    if wrong is not None:
+        direction = direction - W_U[:, wrong].mean(-1).T
     else:
         direction = direction - W_U.mean(dim=1)[None]
     cache: dict[str, Tensor] = {}
@@ -89,9 +91,9 @@ def direct_logit_attribution(model: "HookedTransformer", dataset: "PromptPairs")
     if not cfg.attn_only:
         mlps = torch.stack([project(cache[f"blocks.{layer}.hook_mlp_out"]).mean(0) for layer in range(cfg.n_layers)])
     embed = sum(project(cache[nm]).mean(0) for nm in ("hook_embed", "hook_pos_embed") if nm in cache)
-    a = logits.gather(1, dataset.answer.to(cfg.device)[:, None]).squeeze(1)
-    if dataset.wrong is not None:
-        total = a - logits.gather(1, dataset.wrong.to(cfg.device)[:, None]).squeeze(1)
+    a = logits.gather(1, ans).mean(1)
+    if wrong is not None:
+        total = a - logits.gather(1, wrong).mean(1)
     else:
         total = a - logits.mean(dim=1)
     b = len(dataset)
@@ -99,8 +101,8 @@ def direct_logit_attribution(model: "HookedTransformer", dataset: "PromptPairs")
     if norm == "LN" and hasattr(model.ln_final, "b"):
         bias = bias + (direction @ model.ln_final.b).mean()
     b_U = model.b_U
-    ub = b_U[dataset.answer.to(cfg.device)]
-    ub = ub - (b_U[dataset.wrong.to(cfg.device)] if dataset.wrong is not None else b_U.mean())
+    ub = b_U[ans].mean(-1)
+    ub = ub - (b_U[wrong].mean(-1) if wrong is not None else b_U.mean())
     bias = bias + ub.mean()
     return DirectLogitAttribution(torch.stack(heads).float().cpu(), None if mlps is None else mlps.float().cpu(),
                                   float(embed), float(bias), float(total.mean()))

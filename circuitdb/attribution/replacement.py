@@ -185,7 +185,7 @@ class ReplacementModel:
         self.sae_at: dict[str, int] = {}
         for i, d in enumerate(self.dicts):
             layer, suffix = parse_hook(d.hook_in)
-            x = cache[d.hook_in][0]
+            x = cache[d.hook_in][0].to(d.dtype)  # TL computes LayerNorm hooks of half models in float32
             a = d.encode(x)
             self.errors.append(c(cache[d.hook_out][0] - d.decode(a) - d.skip(x)))  # a skip path stays live
             self.acts.append(a)
@@ -386,7 +386,7 @@ class ReplacementModel:
                 d = self.dicts[i]
                 out = d.decode(acts[i]) + errs[i].to(t.dtype)
                 if d.W_skip is not None:  # the skip path reads the live input
-                    out = out + d.skip(rec[d.hook_in])
+                    out = out + d.skip(rec[d.hook_in].to(d.dtype))
                 return out[None].to(t.dtype)
             return fn
 
@@ -425,4 +425,4 @@ class ReplacementModel:
             lg = rec["logits"][pos]
             return float(lg[index] - lg.mean())
         d = self.dicts[di]
-        return float(d.pre_acts(rec[d.hook_in][pos])[index])
+        return float(d.pre_acts(rec[d.hook_in][pos].to(d.dtype))[index])

@@ -46,7 +46,7 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 VERIFIED_METHODS = ("eap-ig+patching",)
-NEAR_ZERO = 1e-3
+NEAR_ZERO = 1e-5
 """Default relative threshold below which a gradient score counts as "no signal" and is re-scored by patching."""
 ALL_ZERO = 1e-7
 """A method's scores count as all (near) zero when max |score| ≤ ALL_ZERO · (1 + |clean metric|)."""

@@ -92,17 +92,28 @@ class Circuit:
         view = HTML_VIEWS.get("notebook")
         return view(self) if view is not None else None
 
-    def evaluate(self, model: Any, dataset: Any, **kwargs: Any) -> "Circuit":
+    def evaluate(self, model: Any, dataset: Any = None, *, split: str | None = None, **kwargs: Any) -> "Circuit":
         """A copy with MIB faithfulness on ``model`` (object or zoo/pretrained name) and ``dataset`` (PromptPairs or a
         task name; ``n=``, ``seed=`` pick its prompts) in ``scores``; other keywords go to
-        :func:`circuitdb.circuits.evaluate.evaluate_circuit` (``metric``, ``ablation``, ``batch_size``)."""
+        :func:`circuitdb.circuits.evaluate.evaluate_circuit` (``metric``, ``ablation``, ``batch_size``).
+
+        ``split="held_out"`` evaluates on prompts of the graph's task that the attribution did not use,
+        ``split="in_sample"`` on the attribution prompts themselves (both rebuilt from the graph's task record,
+        :mod:`circuitdb.circuits.splits`; ``dataset`` may then be omitted). The score records its split."""
         from circuitdb.attribution.api import resolve_dataset, resolve_model
         from circuitdb.circuits.evaluate import evaluate_circuit
 
         task_kw = {k: kwargs.pop(k) for k in ("n", "seed") if k in kwargs}
         model = resolve_model(model)
-        ds = resolve_dataset(dataset, model, **task_kw) if isinstance(dataset, str) else dataset
-        return evaluate_circuit(model, ds, self, **kwargs)
+        if split is not None:
+            from circuitdb.circuits.splits import dataset_for_split
+
+            ds = dataset_for_split(model, self.graph.meta, split, dataset, **task_kw)
+        else:
+            if dataset is None:
+                raise ConfigError("Circuit.evaluate needs a dataset, or split='in_sample' / 'held_out'")
+            ds = resolve_dataset(dataset, model, **task_kw) if isinstance(dataset, str) else dataset
+        return evaluate_circuit(model, ds, self, split=split, **kwargs)
 
     # ------------------------------------------------------------------ store
     def save(self, store: "GraphStore", name: str | None = None) -> str:
@@ -153,15 +164,18 @@ class Circuit:
                    params=params, scores=scores, name=rec.get("name"))
 
 
-def circuit_from_store(store: "GraphStore", graph_id: str, prune: str | dict | None = "influence",
+def circuit_from_store(store: "GraphStore", graph_id: str, prune: str | dict | None = "auto",
                        **params: Any) -> Circuit:
     """Read ``graph_id`` and prune it. ``prune`` is a method name, a dict ``{"method": ..., **params}``, or None
     (the whole graph as a circuit). ``min_abs_weight=`` (optional) reads only edges at least that strong first."""
     min_abs = params.pop("min_abs_weight", None)
+    if min_abs is not None and (isinstance(min_abs, bool) or not isinstance(min_abs, (int, float))
+                                or not 0 <= min_abs < np.inf):
+        raise ConfigError(f"min_abs_weight must be a finite number >= 0; got {min_abs!r}")
     graph = store.read_subgraph(graph_id, min_abs_weight=float(min_abs)) if min_abs else store.read_graph(graph_id)
     if isinstance(prune, dict):
         prune = dict(prune)
-        method = prune.pop("method", "influence")
+        method = prune.pop("method", "auto")
         params = {**prune, **params}
     else:
         method = prune

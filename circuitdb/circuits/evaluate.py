@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 import numpy as np
 
 from circuitdb.errors import ConfigError
-from circuitdb.graph import AttributionGraph
+from circuitdb.graph import CHANNELS, AttributionGraph
 from circuitdb.pruning import graph_scores as plain_graph_scores
 from circuitdb.pruning import influence, logit_weights, normalised_weights, prune_result
 
@@ -144,12 +144,18 @@ def faithfulness(model: "HookedTransformer", dataset: "PromptPairs", circuit: "C
 
 
 def evaluate_circuit(model: "HookedTransformer", dataset: "PromptPairs", circuit: "Circuit", *, metric: Any = None,
-                     ablation: str = "patch", batch_size: int = 32, base: Baselines | None = None) -> "Circuit":
-    """The circuit with ``faithfulness``, ``m_circuit``, ``m_full``, ``m_empty`` added to its scores."""
+                     ablation: str = "patch", batch_size: int = 32, base: Baselines | None = None,
+                     split: str | None = None) -> "Circuit":
+    """The circuit with ``faithfulness``, ``m_circuit``, ``m_full``, ``m_empty`` added to its scores, and ``split``
+    (``in_sample`` / ``held_out`` — :mod:`circuitdb.circuits.splits` — or ``unspecified``); the same numbers are
+    kept per split under ``scores["by_split"][split]``, so in-sample and held-out results live side by side."""
     base = base or baselines(model, dataset, metric=metric, ablation=ablation, batch_size=batch_size)
     m = circuit_metric(model, dataset, circuit, metric=metric, ablation=ablation, batch_size=batch_size)
-    return circuit.with_scores(faithfulness=base.faithfulness(m), m_circuit=m, m_full=base.full, m_empty=base.empty,
-                               ablation=ablation, dataset=getattr(dataset, "name", "custom"), n_examples=len(dataset))
+    split = split or "unspecified"
+    res = {"faithfulness": base.faithfulness(m), "m_circuit": m, "m_full": base.full, "m_empty": base.empty,
+           "ablation": ablation, "dataset": getattr(dataset, "name", "custom"), "n_examples": len(dataset)}
+    by_split = {**circuit.scores.get("by_split", {}), split: res}
+    return circuit.with_scores(**res, split=split, by_split=by_split)
 
 
 def faithfulness_curve(model: "HookedTransformer", dataset: "PromptPairs", graph: AttributionGraph, *,
@@ -214,22 +220,56 @@ def node_scores(graph: AttributionGraph, how: str = "abs_sum") -> np.ndarray:
 
 def roc_auc_nodes(graph: AttributionGraph, truth: Iterable[str], how: str = "abs_sum",
                   kinds: Iterable[str] = ("head", "mlp", "feature")) -> float:
-    """ROC AUC of node scores against ground-truth node keys, over nodes of ``kinds``."""
-    truth = set(truth)
-    k = graph.nodes["kind"].isin(list(kinds)).to_numpy()
-    labels = np.isin(graph.keys, list(truth))
-    unknown = truth - set(graph.keys[k])
+    """ROC AUC of node scores against ground-truth node keys, over nodes of ``kinds`` plus the kinds of the truth
+    nodes themselves (a truth set that names the embedding ``E`` or ``LOGITS`` ranks those kinds too)."""
+    truth = {str(t) for t in truth}
+    unknown = truth - set(graph.keys.tolist())
     if unknown:
-        raise ConfigError(f"ground-truth node(s) {sorted(unknown)[:5]} are not {'/'.join(kinds)} nodes of graph {graph.id!r}")
+        raise ConfigError(f"ground-truth node(s) {sorted(unknown)[:5]} are not nodes of graph {graph.id!r}")
+    node_kinds = graph.nodes["kind"].to_numpy()
+    ranked = set(kinds) | set(node_kinds[np.isin(graph.keys, list(truth))].tolist())
+    k = np.isin(node_kinds, list(ranked))
+    labels = np.isin(graph.keys, list(truth))
     return roc_auc(node_scores(graph, how)[k], labels[k])
 
 
-def roc_auc_edges(graph: AttributionGraph, truth: Iterable[tuple[str, str]]) -> float:
-    """ROC AUC of |edge weight| against ground-truth (source key, target key) pairs (any channel)."""
-    truth = set(map(tuple, truth))
+def roc_auc_edges(graph: AttributionGraph, truth: Iterable[tuple]) -> float:
+    """ROC AUC of |edge weight| against ground-truth edges.
+
+    ``truth`` holds ``(source key, target key, channel)`` triples (channel ``""``, ``q``, ``k`` or ``v``): each
+    stored edge is ranked on its own, so the q/k/v edges of one pair count separately. With ``(source, target)``
+    pairs the ranking is over pairs instead: parallel channel edges collapse to one pair scored by their largest
+    |weight|. Mixing the two forms, unknown channels and edges not in the graph raise ConfigError."""
+    truth = [tuple(t) for t in truth]
+    sizes = {len(t) for t in truth}
+    if not truth or not sizes <= {2, 3} or len(sizes) != 1:
+        raise ConfigError("truth must be a non-empty list of (source, target) pairs or of (source, target, channel) "
+                          f"triples, one form only; got sizes {sorted(sizes)}")
     keys = graph.keys
-    labels = np.fromiter(((s, t) in truth for s, t in zip(keys[graph.src], keys[graph.dst])), bool, graph.n_edges)
-    return roc_auc(np.abs(graph.weight), labels)
+    src, dst = keys[graph.src], keys[graph.dst]
+    a = np.abs(graph.weight)
+    if sizes == {3}:
+        bad = sorted({str(t[2]) for t in truth} - set(CHANNELS))
+        if bad:
+            raise ConfigError(f"unknown channel(s) {bad} in truth; valid channels: {', '.join(map(repr, CHANNELS))}")
+        code = {c: i for i, c in enumerate(CHANNELS)}
+        want = {(str(s), str(t), code[str(c)]) for s, t, c in truth}
+        have = set(zip(src.tolist(), dst.tolist(), graph.channel.tolist()))
+        missing = want - have
+        if missing:
+            raise ConfigError(f"ground-truth edge(s) {sorted(missing)[:3]} are not edges of graph {graph.id!r}")
+        labels = np.fromiter(((s, t, c) in want for s, t, c in zip(src, dst, graph.channel.tolist())), bool,
+                             graph.n_edges)
+        return roc_auc(a, labels)
+    import pandas as pd
+
+    pairs = pd.DataFrame({"s": src, "t": dst, "a": a}).groupby(["s", "t"], sort=True)["a"].max()
+    want = {(str(s), str(t)) for s, t in truth}
+    missing = want - set(pairs.index)
+    if missing:
+        raise ConfigError(f"ground-truth edge(s) {sorted(missing)[:3]} are not edges of graph {graph.id!r}")
+    labels = np.fromiter((p in want for p in pairs.index), bool, len(pairs))
+    return roc_auc(pairs.to_numpy(), labels)
 
 
 # ------------------------------------------------------------------------------------------- feature graphs

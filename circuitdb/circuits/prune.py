@@ -17,6 +17,6 @@ from circuitdb.pruning import (  # noqa: F401 - re-exported
 )
 
 
-def prune(graph: AttributionGraph, method: str = "influence", **params: Any) -> Circuit:
-    """Prune ``graph`` with ``method`` (influence | topn | threshold | greedy | dead_ends) into a Circuit."""
+def prune(graph: AttributionGraph, method: str = "auto", **params: Any) -> Circuit:
+    """Prune ``graph`` with ``method`` (auto | influence | topn | threshold | greedy | dead_ends; auto: by granularity) into a Circuit."""
     return Circuit.from_prune(prune_result(graph, method, **params))

@@ -23,7 +23,6 @@ Conventions (stated once):
 
 from __future__ import annotations
 
-import math
 import re
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
@@ -34,9 +33,9 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from circuitdb.errors import ConfigError, GraphValidationError, one_of
 from circuitdb.formats._common import (
-    cumulative_scores, finite_or_none, graph_influence, read_json, validation_message,
+    cumulative_scores, finite_or_none, graph_influence, native_row, read_json, validation_message,
 )
-from circuitdb.graph import CHANNELS, FLOAT_COLUMNS, INT_COLUMNS, NODE_COLUMNS, AttributionGraph, encode_channels
+from circuitdb.graph import CHANNELS, AttributionGraph, encode_channels
 
 FEATURE_TYPES = {"feature": "cross layer transcoder", "error": "mlp reconstruction error",
                  "mlp": "mlp reconstruction error", "embed": "embedding", "logit": "logit", "head": "attention head"}
@@ -148,7 +147,7 @@ def to_neuronpedia(graph: Any, *, slug: str | None = None, scan: str | None = No
         elif kind == "head":
             head_no += 1
             n["feature"] = -1 - head_no
-        n["circuitdb"] = _native_row(rec)
+        n["circuitdb"] = native_row(rec)
         out_nodes.append(n)
     keys = nodes["key"].to_numpy()
     links = []
@@ -184,21 +183,6 @@ def write_neuronpedia(graph: Any, path: str | Path, **kwargs: Any) -> Path:
     path = Path(path)
     path.write_text(json.dumps(to_neuronpedia(graph, **kwargs), allow_nan=False))
     return path
-
-
-def _native_row(rec: dict[str, Any]) -> dict[str, Any]:
-    out = {}
-    for c in NODE_COLUMNS:
-        v = rec[c]
-        if c in INT_COLUMNS:
-            if int(v) != -1:
-                out[c] = int(v)
-        elif c in FLOAT_COLUMNS:
-            if not math.isnan(v):
-                out[c] = float(v)
-        elif v != "":
-            out[c] = str(v)
-    return out
 
 
 def _cumulative(graph: AttributionGraph, reference: AttributionGraph | None) -> np.ndarray:

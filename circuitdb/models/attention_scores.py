@@ -117,13 +117,38 @@ def induction_scores(
 def duplicate_token_scores(model: "HookedTransformer", tokens: Int[Tensor, "batch seq"]) -> Float[Tensor, "layer head"]:
     """Mean attention from each query to the most recent earlier position holding the same token id."""
     tokens = _check_tokens(tokens, min_len=2)
+    keys = _last_occurrence(tokens)
+    return _score(_patterns(model, tokens), keys >= 0, keys)
+
+
+def _last_occurrence(tokens: Tensor) -> Int[Tensor, "batch seq"]:
+    """For each position, the most recent earlier position holding the same token id (-1 where none)."""
     b, s = tokens.shape
     same = tokens[:, :, None] == tokens[:, None, :]  # batch query key
     earlier = torch.tril(torch.ones(s, s, dtype=torch.bool), diagonal=-1)[None]
-    cand = same & earlier
     pos = torch.arange(s)[None, None, :].expand(b, s, s)
-    keys = torch.where(cand, pos, torch.full_like(pos, -1)).max(dim=-1).values
-    return _score(_patterns(model, tokens), keys >= 0, keys)
+    return torch.where(same & earlier, pos, torch.full_like(pos, -1)).max(dim=-1).values
+
+
+def text_pattern_scores(model: "HookedTransformer", tokens: Int[Tensor, "batch seq"]) -> dict[str, tuple]:
+    """Previous-token, duplicate-token and induction scores on arbitrary prompts, from one forward pass.
+
+    Induction here is the general form: the query at ``q`` whose token last occurred at ``j`` (with ``j + 1 < q``)
+    is expected to attend to ``j + 1``; on repeated sequences this is :func:`induction_scores`. Returns
+    ``{name: (scores [layer, head] or None when no query position qualifies, number of (example, query) pairs)}``.
+    """
+    tokens = _check_tokens(tokens, min_len=1)
+    b, s = tokens.shape
+    pats = _patterns(model, tokens)
+    q = torch.arange(s)[None, :].expand(b, s)
+    last = _last_occurrence(tokens)
+    cases = {"prev_token_score": (q >= 2, q - 1), "duplicate_token_score": (last >= 0, last),
+             "induction_score": ((last >= 0) & (last + 1 < q), last + 1)}
+    out = {}
+    for name, (mask, keys) in cases.items():
+        n = int(mask.sum())
+        out[name] = (_score(pats, mask, keys) if n else None, n)
+    return out
 
 
 def _check_tokens(tokens: Tensor, min_len: int) -> Tensor:

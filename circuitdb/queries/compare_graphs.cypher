@@ -9,9 +9,11 @@
 //
 // Example (Neo4j Browser):
 // :params {graph_a: 'ioi-0', graph_b: 'ioi-1', min_weight: 0.1, max_ratio: 0.5, limit: 50}
-MATCH (a:Node {graph_id: $graph_a})-[r:ATTRIBUTES]->(b:Node)
+MATCH (ga:Graph {id: $graph_a}) WHERE ga.current = true
+MATCH (a:Node {sid: ga.sid})-[r:ATTRIBUTES]->(b:Node)
 WHERE r.abs_weight >= $min_weight
-OPTIONAL MATCH (a2:Node {uid: $graph_b + '/' + a.key})-[r2:ATTRIBUTES]->(b2:Node {uid: $graph_b + '/' + b.key})
+OPTIONAL MATCH (gb:Graph {id: $graph_b}) WHERE gb.current = true
+OPTIONAL MATCH (a2:Node {uid: gb.sid + '/' + a.key})-[r2:ATTRIBUTES]->(b2:Node {uid: gb.sid + '/' + b.key})
 WHERE r2.channel = r.channel
 WITH a, b, r, r2.weight AS weight_b
 WITH a, b, r, weight_b, coalesce(abs(weight_b), 0.0) AS abs_b

@@ -19,7 +19,8 @@
 //
 // Example (Neo4j Browser):
 // :params {graph_id: 'ioi-0', node: 'A0.1', depth: 2, min_weight: 0.01, limit: 100}
-MATCH (t:Node {uid: $graph_id + '/' + $node})-[r1:ATTRIBUTES]->(n1:Node)
+MATCH (cur1:Graph {id: $graph_id}) WHERE cur1.current = true
+MATCH (t:Node {uid: cur1.sid + '/' + $node})-[r1:ATTRIBUTES]->(n1:Node)
 WHERE r1.abs_weight >= $min_weight
 WITH n1, r1.abs_weight AS s
 WITH n1 AS n, max(s) AS strength, count(*) AS n_paths
@@ -27,7 +28,8 @@ RETURN n.key AS key, n.kind AS kind, n.layer AS layer, n.head AS head, n.pos AS 
        strength, n_paths
 ORDER BY strength DESC, key
 UNION ALL
-MATCH (t:Node {uid: $graph_id + '/' + $node})-[r1:ATTRIBUTES]->(n1:Node)
+MATCH (cur2:Graph {id: $graph_id}) WHERE cur2.current = true
+MATCH (t:Node {uid: cur2.sid + '/' + $node})-[r1:ATTRIBUTES]->(n1:Node)
 WHERE $depth >= 2 AND r1.abs_weight >= $min_weight
 WITH n1, r1.abs_weight AS s
 MATCH (n1)-[r2:ATTRIBUTES]->(n2:Node)
@@ -38,7 +40,8 @@ RETURN n.key AS key, n.kind AS kind, n.layer AS layer, n.head AS head, n.pos AS 
        strength, n_paths
 ORDER BY strength DESC, key
 UNION ALL
-MATCH (t:Node {uid: $graph_id + '/' + $node})-[r1:ATTRIBUTES]->(n1:Node)
+MATCH (cur3:Graph {id: $graph_id}) WHERE cur3.current = true
+MATCH (t:Node {uid: cur3.sid + '/' + $node})-[r1:ATTRIBUTES]->(n1:Node)
 WHERE $depth >= 3 AND r1.abs_weight >= $min_weight
 WITH n1, r1.abs_weight AS s
 MATCH (n1)-[r2:ATTRIBUTES]->(n2:Node)
@@ -52,7 +55,8 @@ RETURN n.key AS key, n.kind AS kind, n.layer AS layer, n.head AS head, n.pos AS 
        strength, n_paths
 ORDER BY strength DESC, key
 UNION ALL
-MATCH (t:Node {uid: $graph_id + '/' + $node})-[r1:ATTRIBUTES]->(n1:Node)
+MATCH (cur4:Graph {id: $graph_id}) WHERE cur4.current = true
+MATCH (t:Node {uid: cur4.sid + '/' + $node})-[r1:ATTRIBUTES]->(n1:Node)
 WHERE $depth >= 4 AND r1.abs_weight >= $min_weight
 WITH n1, r1.abs_weight AS s
 MATCH (n1)-[r2:ATTRIBUTES]->(n2:Node)

@@ -20,14 +20,16 @@
 //
 // Example (Neo4j Browser):
 // :params {graph_id: 'fg-0', source: null, target: null, max_hops: 3, min_weight: 0.05, through_heads: false, limit: 20}
-MATCH (a:Node {graph_id: $graph_id, kind: 'embed'})-[r1:ATTRIBUTES]->(b:Node {kind: 'logit'})
+MATCH (cur1:Graph {id: $graph_id}) WHERE cur1.current = true
+MATCH (a:Node {sid: cur1.sid, kind: 'embed'})-[r1:ATTRIBUTES]->(b:Node {kind: 'logit'})
 WHERE (a.key = $source OR $source IS NULL) AND r1.abs_weight >= $min_weight AND (b.key = $target OR $target IS NULL)
 WITH [a.key, b.key] AS path, [a.kind, b.kind] AS kinds, [r1.channel] AS channels, r1.abs_weight AS product, r1.abs_weight AS bottleneck, 0 AS heads
 WITH path, kinds, channels, product, bottleneck, heads WHERE NOT $through_heads OR heads > 0
 RETURN path, kinds, channels, 1 AS hops, product, bottleneck
 ORDER BY product DESC
 UNION ALL
-MATCH (a:Node {graph_id: $graph_id, kind: 'embed'})-[r1:ATTRIBUTES]->(m1:Node)
+MATCH (cur2:Graph {id: $graph_id}) WHERE cur2.current = true
+MATCH (a:Node {sid: cur2.sid, kind: 'embed'})-[r1:ATTRIBUTES]->(m1:Node)
 WHERE $max_hops >= 2 AND (a.key = $source OR $source IS NULL) AND r1.abs_weight >= $min_weight
 WITH m1, [a.key, m1.key] AS path, [a.kind, m1.kind] AS kinds, [r1.channel] AS channels, r1.abs_weight AS product, r1.abs_weight AS bottleneck, CASE WHEN m1.kind = 'head' THEN 1 ELSE 0 END AS heads
 MATCH (m1)-[r2:ATTRIBUTES]->(b:Node {kind: 'logit'})
@@ -37,7 +39,8 @@ WITH path, kinds, channels, product, bottleneck, heads WHERE NOT $through_heads 
 RETURN path, kinds, channels, 2 AS hops, product, bottleneck
 ORDER BY product DESC
 UNION ALL
-MATCH (a:Node {graph_id: $graph_id, kind: 'embed'})-[r1:ATTRIBUTES]->(m1:Node)
+MATCH (cur3:Graph {id: $graph_id}) WHERE cur3.current = true
+MATCH (a:Node {sid: cur3.sid, kind: 'embed'})-[r1:ATTRIBUTES]->(m1:Node)
 WHERE $max_hops >= 3 AND (a.key = $source OR $source IS NULL) AND r1.abs_weight >= $min_weight
 WITH m1, [a.key, m1.key] AS path, [a.kind, m1.kind] AS kinds, [r1.channel] AS channels, r1.abs_weight AS product, r1.abs_weight AS bottleneck, CASE WHEN m1.kind = 'head' THEN 1 ELSE 0 END AS heads
 MATCH (m1)-[r2:ATTRIBUTES]->(m2:Node)
@@ -50,7 +53,8 @@ WITH path, kinds, channels, product, bottleneck, heads WHERE NOT $through_heads 
 RETURN path, kinds, channels, 3 AS hops, product, bottleneck
 ORDER BY product DESC
 UNION ALL
-MATCH (a:Node {graph_id: $graph_id, kind: 'embed'})-[r1:ATTRIBUTES]->(m1:Node)
+MATCH (cur4:Graph {id: $graph_id}) WHERE cur4.current = true
+MATCH (a:Node {sid: cur4.sid, kind: 'embed'})-[r1:ATTRIBUTES]->(m1:Node)
 WHERE $max_hops >= 4 AND (a.key = $source OR $source IS NULL) AND r1.abs_weight >= $min_weight
 WITH m1, [a.key, m1.key] AS path, [a.kind, m1.kind] AS kinds, [r1.channel] AS channels, r1.abs_weight AS product, r1.abs_weight AS bottleneck, CASE WHEN m1.kind = 'head' THEN 1 ELSE 0 END AS heads
 MATCH (m1)-[r2:ATTRIBUTES]->(m2:Node)

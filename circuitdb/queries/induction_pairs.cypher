@@ -12,7 +12,8 @@
 //
 // Example (Neo4j Browser):
 // :params {graph_id: 'induction-0', min_weight: 0.0, min_prev_token_score: 0.3, min_induction_score: 0.3, limit: 10}
-MATCH (p:Node {graph_id: $graph_id, kind: 'head'})-[r:ATTRIBUTES]->(i:Node {kind: 'head'})
+MATCH (cur1:Graph {id: $graph_id}) WHERE cur1.current = true
+MATCH (p:Node {sid: cur1.sid, kind: 'head'})-[r:ATTRIBUTES]->(i:Node {kind: 'head'})
 WHERE r.channel = 'k'
   AND p.layer < i.layer
   AND r.abs_weight >= $min_weight

@@ -19,7 +19,8 @@
 //
 // Example (Neo4j Browser):
 // :params {graph_id: 'ioi-0', n_name_movers: 3, n_s_inhibition: 3, n_feeders: 3, min_weight: 0.0, feeder_channel: null}
-MATCH (nm:Node {graph_id: $graph_id, kind: 'head'})-[r:ATTRIBUTES]->(l:Node {kind: 'logit'})
+MATCH (cur1:Graph {id: $graph_id}) WHERE cur1.current = true
+MATCH (nm:Node {sid: cur1.sid, kind: 'head'})-[r:ATTRIBUTES]->(l:Node {kind: 'logit'})
 WITH nm, abs(sum(r.weight)) AS score, collect(DISTINCT l.key) AS via
 WHERE score > 0
 WITH collect({key: nm.key, score: score, via: via}) AS xs
@@ -27,11 +28,13 @@ UNWIND xs AS x
 UNWIND xs AS y
 WITH x, sum(CASE WHEN y.score > x.score OR (y.score = x.score AND y.key < x.key) THEN 1 ELSE 0 END) AS rank
 WHERE rank < $n_name_movers
-MATCH (h:Node {uid: $graph_id + '/' + x.key})
+MATCH (cur2:Graph {id: $graph_id}) WHERE cur2.current = true
+MATCH (h:Node {uid: cur2.sid + '/' + x.key})
 RETURN 'name_mover' AS role, h.key AS head, h.layer AS layer, h.head AS head_index, x.score AS score, x.via AS via, rank
 ORDER BY score DESC
 UNION ALL
-MATCH (nm:Node {graph_id: $graph_id, kind: 'head'})-[r:ATTRIBUTES]->(l:Node {kind: 'logit'})
+MATCH (cur3:Graph {id: $graph_id}) WHERE cur3.current = true
+MATCH (nm:Node {sid: cur3.sid, kind: 'head'})-[r:ATTRIBUTES]->(l:Node {kind: 'logit'})
 WITH nm, abs(sum(r.weight)) AS score, collect(DISTINCT l.key) AS via
 WHERE score > 0
 WITH collect({key: nm.key, score: score, via: via}) AS xs
@@ -39,7 +42,8 @@ UNWIND xs AS x
 UNWIND xs AS y
 WITH x, sum(CASE WHEN y.score > x.score OR (y.score = x.score AND y.key < x.key) THEN 1 ELSE 0 END) AS rank
 WHERE rank < $n_name_movers
-MATCH (nm:Node {uid: $graph_id + '/' + x.key})
+MATCH (cur4:Graph {id: $graph_id}) WHERE cur4.current = true
+MATCH (nm:Node {uid: cur4.sid + '/' + x.key})
 MATCH (s:Node {kind: 'head'})-[q:ATTRIBUTES]->(nm)
 WHERE q.channel = 'q' AND q.abs_weight >= $min_weight
 WITH s, sum(q.abs_weight) AS score, collect(DISTINCT nm.key) AS via
@@ -48,11 +52,13 @@ UNWIND xs AS x
 UNWIND xs AS y
 WITH x, sum(CASE WHEN y.score > x.score OR (y.score = x.score AND y.key < x.key) THEN 1 ELSE 0 END) AS rank
 WHERE rank < $n_s_inhibition
-MATCH (h:Node {uid: $graph_id + '/' + x.key})
+MATCH (cur5:Graph {id: $graph_id}) WHERE cur5.current = true
+MATCH (h:Node {uid: cur5.sid + '/' + x.key})
 RETURN 's_inhibition' AS role, h.key AS head, h.layer AS layer, h.head AS head_index, x.score AS score, x.via AS via, rank
 ORDER BY score DESC
 UNION ALL
-MATCH (nm:Node {graph_id: $graph_id, kind: 'head'})-[r:ATTRIBUTES]->(l:Node {kind: 'logit'})
+MATCH (cur6:Graph {id: $graph_id}) WHERE cur6.current = true
+MATCH (nm:Node {sid: cur6.sid, kind: 'head'})-[r:ATTRIBUTES]->(l:Node {kind: 'logit'})
 WITH nm, abs(sum(r.weight)) AS score, collect(DISTINCT l.key) AS via
 WHERE score > 0
 WITH collect({key: nm.key, score: score, via: via}) AS xs
@@ -60,7 +66,8 @@ UNWIND xs AS x
 UNWIND xs AS y
 WITH x, sum(CASE WHEN y.score > x.score OR (y.score = x.score AND y.key < x.key) THEN 1 ELSE 0 END) AS rank
 WHERE rank < $n_name_movers
-MATCH (nm:Node {uid: $graph_id + '/' + x.key})
+MATCH (cur7:Graph {id: $graph_id}) WHERE cur7.current = true
+MATCH (nm:Node {uid: cur7.sid + '/' + x.key})
 MATCH (s:Node {kind: 'head'})-[q:ATTRIBUTES]->(nm)
 WHERE q.channel = 'q' AND q.abs_weight >= $min_weight
 WITH s, sum(q.abs_weight) AS score, collect(DISTINCT nm.key) AS via
@@ -69,7 +76,8 @@ UNWIND xs AS x
 UNWIND xs AS y
 WITH x, sum(CASE WHEN y.score > x.score OR (y.score = x.score AND y.key < x.key) THEN 1 ELSE 0 END) AS rank
 WHERE rank < $n_s_inhibition
-MATCH (s:Node {uid: $graph_id + '/' + x.key})
+MATCH (cur8:Graph {id: $graph_id}) WHERE cur8.current = true
+MATCH (s:Node {uid: cur8.sid + '/' + x.key})
 MATCH (d:Node {kind: 'head'})-[f:ATTRIBUTES]->(s)
 WHERE f.abs_weight >= $min_weight AND (f.channel = $feeder_channel OR $feeder_channel IS NULL)
 WITH d, sum(f.abs_weight) AS score, collect(DISTINCT s.key) AS via
@@ -78,7 +86,8 @@ UNWIND xs AS x
 UNWIND xs AS y
 WITH x, sum(CASE WHEN y.score > x.score OR (y.score = x.score AND y.key < x.key) THEN 1 ELSE 0 END) AS rank
 WHERE rank < $n_feeders
-MATCH (d:Node {uid: $graph_id + '/' + x.key})
+MATCH (cur9:Graph {id: $graph_id}) WHERE cur9.current = true
+MATCH (d:Node {uid: cur9.sid + '/' + x.key})
 RETURN CASE WHEN coalesce(d.induction_score, 0.0) >= coalesce(d.duplicate_token_score, 0.0) THEN 'induction'
             ELSE 'duplicate_token' END AS role,
        d.key AS head, d.layer AS layer, d.head AS head_index, x.score AS score, x.via AS via, rank

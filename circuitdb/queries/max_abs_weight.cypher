@@ -6,5 +6,6 @@
 //
 // Example (Neo4j Browser):
 // :params {graph_id: 'ioi-0'}
-MATCH (a:Node {graph_id: $graph_id})-[r:ATTRIBUTES]->(:Node)
+MATCH (cur1:Graph {id: $graph_id}) WHERE cur1.current = true
+MATCH (a:Node {sid: cur1.sid})-[r:ATTRIBUTES]->(:Node)
 RETURN max(r.abs_weight) AS max_abs_weight, count(r) AS n_edges

@@ -21,37 +21,43 @@
 //
 // Example (Neo4j Browser):
 // :params {graph_id: 'ioi-0', source: 'E', target: 'LOGITS', max_hops: 3, min_weight: 0.01, rank_by: 'product', limit: 20}
-MATCH (a:Node {uid: $graph_id + '/' + $source})-[r1:ATTRIBUTES]->(b:Node {uid: $graph_id + '/' + $target})
+MATCH (cur1:Graph {id: $graph_id}) WHERE cur1.current = true
+MATCH (a:Node {uid: cur1.sid + '/' + $source})-[r1:ATTRIBUTES]->(b:Node {uid: cur1.sid + '/' + $target})
 WHERE r1.abs_weight >= $min_weight
 WITH b, [a.key, b.key] AS path, [r1.channel] AS channels, r1.abs_weight AS product, r1.abs_weight AS bottleneck
 RETURN path, channels, 1 AS hops, product, bottleneck,
        CASE WHEN $rank_by = 'min' THEN bottleneck ELSE product END AS score
 ORDER BY score DESC
 UNION ALL
-MATCH (a:Node {uid: $graph_id + '/' + $source})-[r1:ATTRIBUTES]->(m1:Node)
+MATCH (cur2:Graph {id: $graph_id}) WHERE cur2.current = true
+MATCH (a:Node {uid: cur2.sid + '/' + $source})-[r1:ATTRIBUTES]->(m1:Node)
 WHERE $max_hops >= 2 AND r1.abs_weight >= $min_weight
 WITH m1, [a.key, m1.key] AS path, [r1.channel] AS channels, r1.abs_weight AS product, r1.abs_weight AS bottleneck
-MATCH (m1)-[r2:ATTRIBUTES]->(b:Node {uid: $graph_id + '/' + $target})
+MATCH (cur3:Graph {id: $graph_id}) WHERE cur3.current = true
+MATCH (m1)-[r2:ATTRIBUTES]->(b:Node {uid: cur3.sid + '/' + $target})
 WHERE r2.abs_weight >= $min_weight
 WITH b, path + [b.key] AS path, channels + [r2.channel] AS channels, product * r2.abs_weight AS product, CASE WHEN r2.abs_weight < bottleneck THEN r2.abs_weight ELSE bottleneck END AS bottleneck
 RETURN path, channels, 2 AS hops, product, bottleneck,
        CASE WHEN $rank_by = 'min' THEN bottleneck ELSE product END AS score
 ORDER BY score DESC
 UNION ALL
-MATCH (a:Node {uid: $graph_id + '/' + $source})-[r1:ATTRIBUTES]->(m1:Node)
+MATCH (cur4:Graph {id: $graph_id}) WHERE cur4.current = true
+MATCH (a:Node {uid: cur4.sid + '/' + $source})-[r1:ATTRIBUTES]->(m1:Node)
 WHERE $max_hops >= 3 AND r1.abs_weight >= $min_weight
 WITH m1, [a.key, m1.key] AS path, [r1.channel] AS channels, r1.abs_weight AS product, r1.abs_weight AS bottleneck
 MATCH (m1)-[r2:ATTRIBUTES]->(m2:Node)
 WHERE r2.abs_weight >= $min_weight
 WITH m2, path + [m2.key] AS path, channels + [r2.channel] AS channels, product * r2.abs_weight AS product, CASE WHEN r2.abs_weight < bottleneck THEN r2.abs_weight ELSE bottleneck END AS bottleneck
-MATCH (m2)-[r3:ATTRIBUTES]->(b:Node {uid: $graph_id + '/' + $target})
+MATCH (cur5:Graph {id: $graph_id}) WHERE cur5.current = true
+MATCH (m2)-[r3:ATTRIBUTES]->(b:Node {uid: cur5.sid + '/' + $target})
 WHERE r3.abs_weight >= $min_weight
 WITH b, path + [b.key] AS path, channels + [r3.channel] AS channels, product * r3.abs_weight AS product, CASE WHEN r3.abs_weight < bottleneck THEN r3.abs_weight ELSE bottleneck END AS bottleneck
 RETURN path, channels, 3 AS hops, product, bottleneck,
        CASE WHEN $rank_by = 'min' THEN bottleneck ELSE product END AS score
 ORDER BY score DESC
 UNION ALL
-MATCH (a:Node {uid: $graph_id + '/' + $source})-[r1:ATTRIBUTES]->(m1:Node)
+MATCH (cur6:Graph {id: $graph_id}) WHERE cur6.current = true
+MATCH (a:Node {uid: cur6.sid + '/' + $source})-[r1:ATTRIBUTES]->(m1:Node)
 WHERE $max_hops >= 4 AND r1.abs_weight >= $min_weight
 WITH m1, [a.key, m1.key] AS path, [r1.channel] AS channels, r1.abs_weight AS product, r1.abs_weight AS bottleneck
 MATCH (m1)-[r2:ATTRIBUTES]->(m2:Node)
@@ -60,7 +66,8 @@ WITH m2, path + [m2.key] AS path, channels + [r2.channel] AS channels, product *
 MATCH (m2)-[r3:ATTRIBUTES]->(m3:Node)
 WHERE r3.abs_weight >= $min_weight
 WITH m3, path + [m3.key] AS path, channels + [r3.channel] AS channels, product * r3.abs_weight AS product, CASE WHEN r3.abs_weight < bottleneck THEN r3.abs_weight ELSE bottleneck END AS bottleneck
-MATCH (m3)-[r4:ATTRIBUTES]->(b:Node {uid: $graph_id + '/' + $target})
+MATCH (cur7:Graph {id: $graph_id}) WHERE cur7.current = true
+MATCH (m3)-[r4:ATTRIBUTES]->(b:Node {uid: cur7.sid + '/' + $target})
 WHERE r4.abs_weight >= $min_weight
 WITH b, path + [b.key] AS path, channels + [r4.channel] AS channels, product * r4.abs_weight AS product, CASE WHEN r4.abs_weight < bottleneck THEN r4.abs_weight ELSE bottleneck END AS bottleneck
 RETURN path, channels, 4 AS hops, product, bottleneck,

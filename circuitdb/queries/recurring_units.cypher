@@ -16,6 +16,7 @@ WHERE r.abs_weight >= $min_weight
   AND (u.kind = $kind OR $kind IS NULL)
   AND (u.model = $model OR $model IS NULL)
   AND (n.graph_id IN $graph_ids OR $graph_ids IS NULL)
+MATCH (g:Graph {sid: n.sid}) WHERE g.current = true
 WITH u, n.graph_id AS graph_id, max(r.abs_weight) AS strength
 WITH u, count(graph_id) AS n_graphs, avg(strength) AS mean_strength
 WHERE n_graphs >= $min_graphs

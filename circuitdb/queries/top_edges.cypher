@@ -17,7 +17,8 @@
 //
 // Portability: a nullable parameter is compared to a property before its IS NULL test (Ladybug types parameters
 // from their first use).
-MATCH (a:Node {graph_id: $graph_id})-[r:ATTRIBUTES]->(b:Node)
+MATCH (cur1:Graph {id: $graph_id}) WHERE cur1.current = true
+MATCH (a:Node {sid: cur1.sid})-[r:ATTRIBUTES]->(b:Node)
 WHERE r.abs_weight >= $min_weight
   AND (a.kind = $source_kind OR $source_kind IS NULL)
   AND (b.kind = $target_kind OR $target_kind IS NULL)

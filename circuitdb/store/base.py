@@ -17,7 +17,7 @@ import os
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-from circuitdb.errors import ConfigError
+from circuitdb.errors import ConfigError, GraphNotFoundError
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -112,13 +112,33 @@ class GraphStore(ABC):
         """A saved circuit: name, graph_id, method, params, scores, node_keys, edges (DataFrame or None)."""
 
     # -------------------------------------------------------------- circuits (high level, shared)
-    def circuit(self, graph_id: str, prune: str | dict | None = "influence", **params: Any) -> "Circuit":
+    def circuit(self, graph_id: str, prune: str | dict | None = "auto", **params: Any) -> "Circuit":
         """Read a graph and prune it into a :class:`~circuitdb.circuits.circuit.Circuit` (same as
         ``circuitdb.circuits.circuit.circuit_from_store(store, graph_id, prune, **params)``)."""
         if _CIRCUIT_BUILDER is None:
             raise ConfigError("store.circuit() needs the circuits layer: `import circuitdb.circuits.circuit` first, or call "
                      "circuitdb.circuits.circuit.circuit_from_store(store, graph_id, ...)")
         return _CIRCUIT_BUILDER(self, graph_id, prune, **params)
+
+    # -------------------------------------------------------------- labels (formats engineer; additive)
+    def set_node_labels(self, graph_id: str, labels: dict[str, str]) -> int:
+        """Set the ``label`` of nodes of ``graph_id`` by node key (feature descriptions, see
+        :mod:`circuitdb.formats.labels`); returns how many nodes changed. Unknown keys raise ConfigError."""
+        from circuitdb.store import cypher as cy
+        from circuitdb.store.rows import check_graph_id, node_uid
+
+        check_graph_id(graph_id)
+        if not self.has_graph(graph_id):
+            raise GraphNotFoundError(f"no graph {graph_id!r} in {getattr(self, 'uri', 'the store')}")
+        rows = [{"uid": node_uid(graph_id, str(k)), "label": str(v)} for k, v in labels.items()]
+        if not rows:
+            return 0
+        found = set(self.run(cy.EXISTING_NODES, {"uids": [r["uid"] for r in rows]})["uid"])
+        missing = [k for k, r in zip(labels, rows) if r["uid"] not in found]
+        if missing:  # checked before writing: a bad key writes nothing
+            raise ConfigError(f"graph {graph_id!r} has no node(s) {missing[:5]}; no label was set")
+        n = self.run(cy.SET_NODE_LABELS, {"rows": rows}, write=True)
+        return int(n["n"].iat[0]) if len(n) else 0
 
 
 def open_store(uri: str | None = None, **kwargs: Any) -> GraphStore:

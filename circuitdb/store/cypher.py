@@ -26,14 +26,17 @@ def quote_ident(name: str) -> str:
 # the embedded store's own writes. Column order of each table = the column order of the frames COPY reads
 # (rows.NODE_PROPS, rows.UNIT_PROPS; rel frames: from, to, then the properties).
 
+#: bump when the embedded tables change; a store of another version is refused on open (StoreError)
+LB_SCHEMA_VERSION = 2
+
 LB_SCHEMA = (
-    "CREATE NODE TABLE IF NOT EXISTS Graph(id STRING PRIMARY KEY, model STRING, granularity STRING, method STRING, "
-    "metric STRING, prompt STRING, meta STRING, n_nodes INT64, n_edges INT64, created_at STRING, "
-    "schema_version INT64, circuitdb_version STRING)",
-    "CREATE NODE TABLE IF NOT EXISTS Node(uid STRING PRIMARY KEY, graph_id STRING, idx INT64, key STRING, "
-    "kind STRING, layer INT64, head INT64, pos INT64, feature INT64, token INT64, dictionary STRING, label STRING, "
-    "activation DOUBLE, influence DOUBLE, direct_logit DOUBLE, prev_token_score DOUBLE, induction_score DOUBLE, "
-    "duplicate_token_score DOUBLE, probability DOUBLE)",
+    "CREATE NODE TABLE IF NOT EXISTS Graph(sid STRING PRIMARY KEY, id STRING, current BOOLEAN, seq INT64, "
+    "written_at STRING, model STRING, granularity STRING, method STRING, metric STRING, prompt STRING, meta STRING, "
+    "n_nodes INT64, n_edges INT64, created_at STRING, schema_version INT64, circuitdb_version STRING, step INT64)",
+    "CREATE NODE TABLE IF NOT EXISTS Node(uid STRING PRIMARY KEY, sid STRING, graph_id STRING, idx INT64, "
+    "name STRING, key STRING, kind STRING, layer INT64, head INT64, pos INT64, feature INT64, token INT64, "
+    "dictionary STRING, label STRING, activation DOUBLE, influence DOUBLE, direct_logit DOUBLE, "
+    "prev_token_score DOUBLE, induction_score DOUBLE, duplicate_token_score DOUBLE, probability DOUBLE)",
     "CREATE REL TABLE IF NOT EXISTS ATTRIBUTES(FROM Node TO Node, weight DOUBLE, abs_weight DOUBLE, channel STRING)",
     "CREATE NODE TABLE IF NOT EXISTS Unit(uid STRING PRIMARY KEY, model STRING, kind STRING, layer INT64, "
     "head INT64, dictionary STRING, feature INT64)",
@@ -41,34 +44,56 @@ LB_SCHEMA = (
     "CREATE NODE TABLE IF NOT EXISTS Circuit(uid STRING PRIMARY KEY, name STRING, graph_id STRING, method STRING, "
     "params STRING, scores STRING, n_nodes INT64, n_edges INT64, edges STRING, created_at STRING)",
     "CREATE REL TABLE IF NOT EXISTS INCLUDES(FROM Circuit TO Node)",
+    "CREATE NODE TABLE IF NOT EXISTS StoreInfo(key STRING PRIMARY KEY, value STRING)",
 )
+#: every table of the embedded store (checksums in the tests, schema check on open)
+LB_TABLES = ("Graph", "Node", "ATTRIBUTES", "Unit", "INSTANCE_OF", "Circuit", "INCLUDES", "StoreInfo")
+LB_TABLE_NAMES = "CALL show_tables() RETURN name"
+LB_GRAPH_COLUMNS = "CALL table_info('Graph') RETURN name"
+#: Graph.step (the checkpoint step a graph was computed on; queries/circuit_emergence.cypher) for older stores
+LB_ADD_GRAPH_STEP = "ALTER TABLE Graph ADD step INT64"
+LB_GET_INFO = "MATCH (i:StoreInfo) WHERE i.key = $key RETURN i.value AS value"
+LB_SET_INFO = "MERGE (i:StoreInfo {key: $key}) SET i.value = $value"
 
 LB_COPY_NODES = "COPY Node FROM $rows"
 LB_COPY_EDGES = "COPY ATTRIBUTES FROM $rows"
 LB_COPY_UNITS = "COPY Unit FROM $rows"
 LB_COPY_INSTANCE_OF = "COPY INSTANCE_OF FROM $rows"
 LB_COPY_INCLUDES = "COPY INCLUDES FROM $rows"
+LB_COPY_GRAPHS = "COPY Graph FROM $rows"
 
 LB_BEGIN = "BEGIN TRANSACTION"
 LB_BEGIN_READ_ONLY = "BEGIN TRANSACTION READ ONLY"
 LB_COMMIT = "COMMIT"
 LB_ROLLBACK = "ROLLBACK"
 
-LB_DELETE_GRAPH_CIRCUITS = "MATCH (c:Circuit) WHERE c.graph_id = $graph_id DETACH DELETE c"
-LB_DELETE_GRAPH_NODES = "MATCH (n:Node) WHERE n.graph_id = $graph_id DETACH DELETE n"
-#: units only this graph's nodes are instances of (units are shared: the others stay); run before deleting nodes
-LB_DELETE_ORPHAN_UNITS = (
-    "MATCH (n:Node)-[:INSTANCE_OF]->(u:Unit) WHERE n.graph_id = $graph_id WITH DISTINCT u "
-    "WHERE NOT EXISTS { MATCH (u)<-[:INSTANCE_OF]-(m:Node) WHERE m.graph_id <> $graph_id } DETACH DELETE u"
+#: the flip (its own small transaction): the version ``r.sid`` of ``r.id`` becomes the one readers see
+LB_FLIP = "UNWIND $rows AS r MATCH (g:Graph) WHERE g.id = r.id SET g.current = (g.sid = r.sid)"
+#: every version row (repair and garbage collection on open)
+LB_VERSIONS = (
+    "MATCH (g:Graph) RETURN g.sid AS sid, g.id AS id, g.current AS current, g.seq AS seq, g.n_nodes AS n_nodes, "
+    "g.n_edges AS n_edges"
 )
-LB_DELETE_GRAPH = "MATCH (g:Graph) WHERE g.id = $graph_id DELETE g"
+LB_VERSIONS_OF = (
+    "MATCH (g:Graph) WHERE g.id = $graph_id RETURN g.sid AS sid, g.current AS current, g.seq AS seq"
+)
+LB_MAX_SEQ = "MATCH (g:Graph) RETURN max(g.seq) AS seq"
+LB_SET_CURRENT = "MATCH (g:Graph) WHERE g.id = $graph_id SET g.current = (g.sid = $sid)"
+LB_COUNT_VERSION_NODES = "MATCH (n:Node) WHERE n.sid = $sid RETURN count(n) AS n"
+LB_COUNT_VERSION_EDGES = "MATCH (a:Node)-[e:ATTRIBUTES]->(:Node) WHERE a.sid = $sid RETURN count(e) AS n"
+#: the sids some Node rows carry (a full scan: only for ``gc(full=True)``)
+LB_NODE_SIDS = "MATCH (n:Node) RETURN DISTINCT n.sid AS sid"
+
+#: units only version ``$sid``'s nodes are instances of (units are shared: the others stay); run before deleting
+LB_DELETE_ORPHAN_UNITS = (
+    "MATCH (n:Node)-[:INSTANCE_OF]->(u:Unit) WHERE n.sid = $sid WITH DISTINCT u "
+    "WHERE NOT EXISTS { MATCH (u)<-[:INSTANCE_OF]-(m:Node) WHERE m.sid <> $sid } DETACH DELETE u"
+)
+LB_DELETE_VERSION_NODES = "MATCH (n:Node) WHERE n.sid = $sid DETACH DELETE n"
+LB_DELETE_VERSION = "MATCH (g:Graph) WHERE g.sid = $sid DELETE g"
+LB_DELETE_GRAPH_CIRCUITS = "MATCH (c:Circuit) WHERE c.graph_id = $graph_id DETACH DELETE c"
 LB_DELETE_CIRCUIT = "MATCH (c:Circuit) WHERE c.uid = $uid DETACH DELETE c"
 
-LB_CREATE_GRAPH = (
-    "CREATE (g:Graph {id: $id, model: $model, granularity: $granularity, method: $method, metric: $metric, "
-    "prompt: $prompt, meta: $meta, n_nodes: $n_nodes, n_edges: $n_edges, created_at: $created_at, "
-    "schema_version: $schema_version, circuitdb_version: $circuitdb_version})"
-)
 LB_CREATE_CIRCUIT = (
     "CREATE (c:Circuit {uid: $uid, name: $name, graph_id: $graph_id, method: $method, params: $params, "
     "scores: $scores, n_nodes: $n_nodes, n_edges: $n_edges, edges: $edges, created_at: $created_at})"
@@ -76,6 +101,11 @@ LB_CREATE_CIRCUIT = (
 
 # ====================================================================== portable reads (both stores)
 # Plain Cypher that Ladybug and Neo4j both run (one label + properties, WHERE with parameters, no comma MATCH).
+# Every read takes the user's ``$graph_id`` and resolves it through the current Graph row (STORAGE_SPEC).
+
+#: the current version of ``$graph_id``; the reads below continue from ``g``
+def _current_graph() -> str:  # a fragment (a function, so the grammar test does not lint it as a statement)
+    return "MATCH (g:Graph) WHERE g.id = $graph_id AND g.current = true"
 
 _NODE_RETURN = ", ".join(f"n.{c} AS {c}" for c in ("idx", "key", "kind", "layer", "head", "pos", "feature", "token",
                                                     "dictionary", "label", "activation", "influence", "direct_logit",
@@ -83,24 +113,29 @@ _NODE_RETURN = ", ".join(f"n.{c} AS {c}" for c in ("idx", "key", "kind", "layer"
                                                     "probability"))
 
 READ_GRAPH_PROPS = (
-    "MATCH (g:Graph) WHERE g.id = $graph_id RETURN g.id AS id, g.meta AS meta, g.n_nodes AS n_nodes, "
-    "g.n_edges AS n_edges"
+    f"{_current_graph()} RETURN g.sid AS sid, g.id AS id, g.meta AS meta, g.n_nodes AS n_nodes, g.n_edges AS n_edges, "
+    "g.seq AS seq ORDER BY seq DESC"
 )
-COUNT_GRAPH = "MATCH (g:Graph) WHERE g.id = $graph_id RETURN count(g) AS n"
+COUNT_GRAPH = f"{_current_graph()} RETURN count(g) AS n"
 LIST_GRAPHS = (
-    "MATCH (g:Graph) RETURN g.id AS id, g.model AS model, g.granularity AS granularity, g.method AS method, "
-    "g.metric AS metric, g.prompt AS prompt, g.n_nodes AS n_nodes, g.n_edges AS n_edges, "
+    "MATCH (g:Graph) WHERE g.current = true RETURN g.id AS id, g.model AS model, g.granularity AS granularity, "
+    "g.method AS method, g.metric AS metric, g.prompt AS prompt, g.n_nodes AS n_nodes, g.n_edges AS n_edges, "
     "g.created_at AS created_at ORDER BY id"
 )
-READ_NODES = f"MATCH (n:Node) WHERE n.graph_id = $graph_id RETURN {_NODE_RETURN}"
+#: which of ``$ids`` have a current version
+CURRENT_IDS = "UNWIND $ids AS x MATCH (g:Graph) WHERE g.id = x AND g.current = true RETURN DISTINCT g.id AS id"
+READ_NODES = f"{_current_graph()} MATCH (n:Node) WHERE n.sid = g.sid RETURN {_NODE_RETURN}"
 READ_EDGES = (
-    "MATCH (a:Node)-[e:ATTRIBUTES]->(b:Node) WHERE a.graph_id = $graph_id "
+    f"{_current_graph()} MATCH (a:Node)-[e:ATTRIBUTES]->(b:Node) WHERE a.sid = g.sid "
     "RETURN a.idx AS source, b.idx AS target, e.weight AS weight, e.channel AS channel"
 )
+COUNT_EDGES = f"{_current_graph()} MATCH (a:Node)-[e:ATTRIBUTES]->(:Node) WHERE a.sid = g.sid RETURN count(e) AS n"
 #: which of ``$uids`` exist: one primary-key lookup each (``WHERE u.uid IN $uids`` scans the table per list element:
 #: 38 s for 50k uids against 100k units on Ladybug 0.22). Callers batch ``$uids`` (≤ 10k).
 EXISTING_UNITS = "UNWIND $uids AS x MATCH (u:Unit {uid: x}) RETURN u.uid AS uid"
 EXISTING_NODES = "UNWIND $uids AS x MATCH (n:Node {uid: x}) RETURN n.uid AS uid"
+#: which of ``$keys`` are nodes of the current version of ``$graph_id``
+EXISTING_KEYS = f"{_current_graph()} MATCH (n:Node) WHERE n.sid = g.sid AND n.key IN $keys RETURN n.key AS key"
 
 _SUB_FILTERS = {
     "kinds": "a.kind IN $kinds AND b.kind IN $kinds",
@@ -115,9 +150,9 @@ def read_subgraph_edges(filters: "tuple[str, ...] | list[str]" = ()) -> str:
     bad = [f for f in filters if f not in _SUB_FILTERS]
     if bad:
         raise QueryError(f"unknown subgraph filter(s) {bad}; valid: {', '.join(_SUB_FILTERS)}")
-    where = " AND ".join(["a.graph_id = $graph_id", "e.abs_weight >= $min_abs_weight"]
+    where = " AND ".join(["a.sid = g.sid", "e.abs_weight >= $min_abs_weight"]
                          + [_SUB_FILTERS[f] for f in _SUB_FILTERS if f in filters])
-    return (f"MATCH (a:Node)-[e:ATTRIBUTES]->(b:Node) WHERE {where} "
+    return (f"{_current_graph()} MATCH (a:Node)-[e:ATTRIBUTES]->(b:Node) WHERE {where} "
             "RETURN a.idx AS source, b.idx AS target, e.weight AS weight, e.channel AS channel")
 
 
@@ -132,8 +167,15 @@ FIND_CIRCUITS = (
     "c.method AS method, c.params AS params, c.scores AS scores, c.edges AS edges, c.created_at AS created_at "
     "ORDER BY graph_id"
 )
+#: the keys of circuit ``$uid`` among the nodes of its graph's current version
 CIRCUIT_NODE_KEYS = (
-    "MATCH (c:Circuit)-[:INCLUDES]->(n:Node) WHERE c.uid = $uid RETURN n.key AS key, n.idx AS idx ORDER BY idx"
+    "MATCH (c:Circuit)-[:INCLUDES]->(n:Node) WHERE c.uid = $uid MATCH (g:Graph) WHERE g.sid = n.sid AND "
+    "g.current = true RETURN n.key AS key, n.idx AS idx ORDER BY idx"
+)
+#: every circuit of ``$graph_id`` with the keys of its nodes in the current version (re-linked on a rewrite)
+CIRCUIT_KEYS_OF_GRAPH = (
+    f"{_current_graph()} MATCH (c:Circuit)-[:INCLUDES]->(n:Node) WHERE c.graph_id = $graph_id AND n.sid = g.sid "
+    "RETURN c.uid AS uid, c.name AS name, n.key AS key"
 )
 
 # ====================================================================== Neo4j writes
@@ -299,3 +341,13 @@ def neo4j_columnar_edges(edge_query: str) -> str:
     lists ~4× faster than one record per edge (100k edges: 2.9 s instead of 10.8 s on the local server)."""
     return (f"CALL {{ {edge_query} }} RETURN collect(source) AS source, collect(target) AS target, "
             "collect(weight) AS weight, collect(channel) AS channel")
+
+
+# ----------------------------------------------------------------------------------------------- labels (formats)
+# Feature descriptions attached after a graph was stored (circuitdb.formats.labels): plain Cypher both stores run.
+#: the portable statements that write (every other unprefixed statement is a read; tests/store/test_readonly.py)
+PORTABLE_WRITES = ("SET_NODE_LABELS",)
+SET_NODE_LABELS = """UNWIND $rows AS r
+MATCH (n:Node {uid: r.uid})
+SET n.label = r.label
+RETURN count(n) AS n"""

@@ -1,22 +1,31 @@
 """`EmbeddedStore`: the default graph store, an embedded Ladybug (Kuzu fork) database in a directory.
 
-Layout: ``PATH/`` (created on first use) holds the database file ``PATH/graphs.lbdb`` (+ its WAL). Schema and all
-statement text: :mod:`circuitdb.store.cypher` (``LB_*`` and the portable reads); row format: :mod:`.rows`.
+Layout: ``PATH/`` (created on first use) holds the database file ``PATH/graphs.lbdb`` (+ its WAL) and
+``PATH/pending/`` (the write journal, below). Schema and all statement text: :mod:`circuitdb.store.cypher` (``LB_*``
+and the portable reads); row format: :mod:`.rows`; versions, the flip, repair and collection: :mod:`.versions`.
 
-Writes are bulk ``COPY … FROM $rows`` of pandas frames inside ONE explicit transaction per graph: deleting the old
-graph of that id, copying units that are missing, nodes, ``INSTANCE_OF`` links and edges, then creating the ``Graph``
-node. Ladybug 0.22 runs ``COPY`` inside ``BEGIN TRANSACTION`` and ``ROLLBACK`` undoes it (checked in the tests), so a
-failure anywhere leaves the previous graph intact. Ladybug 0.22 caches a prepared statement per query text and
-scanned object; such a cached ``COPY`` pins memory, and re-executing one after a rollback segfaults. So every write
-builds fresh frames and drops the cached ``COPY`` statements afterwards (:meth:`EmbeddedStore._forget_copies`).
+Crash-safe writes (STORAGE_SPEC.md). Every write of a graph id is a new *version* with a fresh storage id ``sid``;
+node uids are ``sid/key``. A write is (1) a journal file naming the sids, (2) ONE transaction of ``COPY`` statements
+only — units, nodes, ``INSTANCE_OF``, edges, re-linked circuit memberships and the ``Graph`` rows themselves, with
+``current = false`` — then (3) a small flip transaction that makes the new rows current and the older ones not, and
+(4) the deletion of the superseded versions. Readers see only current rows, so a crash anywhere leaves the old
+complete version or the new complete version. Ladybug 0.22 made this necessary: a transaction of COPYs plus one
+``CREATE`` killed inside ``COMMIT`` came back with the ``CREATE`` but without the COPYs (a listed, empty graph);
+COPY-only transactions came back all or nothing (docs/design.md has the reproduction). On open the store repairs
+(an id with zero or two current rows gets its newest version whose recorded counts verify) and collects
+non-current versions and journal leftovers. Reads check what they got against the recorded counts.
 
-Reads of ``run`` happen inside ``BEGIN TRANSACTION READ ONLY`` after the lexical write check of
-:mod:`circuitdb.store.readonly`, so a write that slips through the check is refused by the engine.
+Ladybug 0.22 caches a prepared statement per query text and scanned object; such a cached ``COPY`` pins memory, and
+re-executing one after a rollback segfaults. So every write builds fresh frames and drops the cached ``COPY``
+statements afterwards (:meth:`EmbeddedStore._forget_copies`).
+
+User Cypher (``run`` without ``write=True``): see :mod:`.readonly` and :meth:`EmbeddedStore.run`.
 """
 
 from __future__ import annotations
 
 import logging
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
@@ -27,6 +36,7 @@ import pandas as pd
 from circuitdb.errors import CircuitDBError, ConfigError, GraphNotFoundError, QueryError, StoreError
 from circuitdb.store import cypher as cy
 from circuitdb.store import rows as rw
+from circuitdb.store import versions as vs
 from circuitdb.store.base import GraphStore
 from circuitdb.store.readonly import assert_read_only
 
@@ -61,7 +71,8 @@ class EmbeddedStore(GraphStore):
 
     # ------------------------------------------------------------------ lifecycle
     def connect(self) -> "EmbeddedStore":
-        """Open the database (creating the directory and schema if missing). Idempotent."""
+        """Open the database (creating the directory and schema if missing), then repair and collect versions a
+        crash left behind (not when read-only). Idempotent."""
         if self._conn is not None:
             return self
         import ladybug
@@ -76,12 +87,19 @@ class EmbeddedStore(GraphStore):
             self._db = ladybug.Database(str(db_file), read_only=self.read_only,
                                         buffer_pool_size=self.buffer_pool_size)
             self._conn = ladybug.Connection(self._db)
+            vs.check_schema(self)
             if not self.read_only:
-                for stmt in cy.LB_SCHEMA:
-                    self._conn.execute(stmt)
+                vs.recover(self)
         except (RuntimeError, OSError) as e:
             self.close()
+            if "lock" in str(e).lower():
+                raise StoreError(
+                    f"the embedded store {str(db_file)!r} is locked by another process ({e}); close that process "
+                    "(another circuitdb command, a notebook) or open this store read-only") from e
             raise StoreError(f"cannot open the embedded store at {str(self.path)!r}: {e}") from e
+        except CircuitDBError:
+            self.close()
+            raise
         log.debug("opened embedded store %s", self.path)
         return self
 
@@ -112,8 +130,9 @@ class EmbeddedStore(GraphStore):
             raise cls(f"{what} the embedded store {str(self.path)!r} failed: {e}") from e
 
     @contextmanager
-    def _transaction(self, read_only: bool = False) -> Iterator[None]:
-        """One explicit transaction: committed when the block ends, rolled back on any error."""
+    def _transaction(self, read_only: bool = False, *, commit_phase: str | None = None) -> Iterator[None]:
+        """One explicit transaction: committed when the block ends, rolled back on any error. ``commit_phase``:
+        the write phase announced just before ``COMMIT`` (:func:`circuitdb.store.versions.phase`)."""
         if not read_only and self.read_only:
             raise StoreError(f"the embedded store {str(self.path)!r} is open read-only")
         self._exec(cy.LB_BEGIN_READ_ONLY if read_only else cy.LB_BEGIN)
@@ -125,6 +144,8 @@ class EmbeddedStore(GraphStore):
             except RuntimeError:  # a failed statement already rolled the transaction back
                 pass
             raise
+        if commit_phase:
+            vs.phase(commit_phase)
         self._exec(cy.LB_COMMIT)
 
     def _copy(self, query: str, frame: Any) -> None:
@@ -147,13 +168,6 @@ class EmbeddedStore(GraphStore):
             if callable(close):
                 close()
 
-    def _delete_in_tx(self, graph_id: str) -> None:
-        p = {"graph_id": graph_id}
-        self._exec(cy.LB_DELETE_GRAPH_CIRCUITS, p)
-        self._exec(cy.LB_DELETE_ORPHAN_UNITS, p)
-        self._exec(cy.LB_DELETE_GRAPH_NODES, p)
-        self._exec(cy.LB_DELETE_GRAPH, p)
-
     def _missing(self, uid_query: str, uids: list[str]) -> set[str]:
         found: set[str] = set()
         for i in range(0, len(uids), 10_000):
@@ -163,39 +177,33 @@ class EmbeddedStore(GraphStore):
 
     # ------------------------------------------------------------------ graphs
     def write_graph(self, graph: "AttributionGraph", *, graph_id: str | None = None) -> str:
-        """Store ``graph`` under ``graph_id`` (default ``graph.id``), replacing a graph of that id atomically."""
-        gid = rw.check_graph_id(graph_id or graph.id)
-        uids = rw.node_uids(graph, gid)
-        units = rw.unit_uids(graph)
-        nodes = rw.node_rows(graph, gid, uids)
-        edges = rw.edge_table(graph, gid, uids)
-        instances = rw.instance_rows(graph, gid, uids, units)
-        unit_df = rw.unit_frame(graph, units)
-        props = rw.graph_props(graph, gid)
-        with self._errors(f"writing graph {gid!r} to"):
-            self.connect()
-            existed = self.has_graph(gid)
-            try:
-                with self._transaction():
-                    self._delete_in_tx(gid)
-                    missing = self._missing(cy.EXISTING_UNITS, unit_df["uid"].tolist())
-                    self._copy(cy.LB_COPY_UNITS, unit_df[unit_df["uid"].isin(missing)])
-                    self._copy(cy.LB_COPY_NODES, nodes)
-                    self._copy(cy.LB_COPY_INSTANCE_OF, instances)
-                    self._copy(cy.LB_COPY_EDGES, edges)
-                    self._exec(cy.LB_CREATE_GRAPH, props)
-            finally:
-                self._forget_copies()
-        log.info("%s graph %r: %d nodes, %d edges", "replaced" if existed else "wrote", gid, graph.n_nodes,
-                 graph.n_edges)
-        return gid
+        """Store ``graph`` under ``graph_id`` (default ``graph.id``) as a new version; the previous version stays
+        visible until the new one is complete, then is deleted. Saved circuits of the id are re-linked to the new
+        version by node key (refused, naming them, when a circuit's node is missing from the new graph)."""
+        return self.write_graphs([graph], [graph_id])[0]
 
-    def _graph_row(self, graph_id: str) -> dict[str, Any]:
+    def write_graphs(self, graphs: "Iterable[AttributionGraph]", graph_ids: "Iterable[str | None] | None" = None
+                     ) -> list[str]:
+        """Write many graphs in ONE data transaction and one flip: each becomes visible complete, all at once."""
+        graphs = list(graphs)
+        ids = [None] * len(graphs) if graph_ids is None else list(graph_ids)
+        if len(ids) != len(graphs):
+            raise ConfigError(f"write_graphs: {len(graphs)} graphs but {len(ids)} graph ids")
+        with self._errors("writing " + (f"graph {ids[0] or graphs[0].id!r}" if len(graphs) == 1
+                                        else f"{len(graphs)} graphs") + " to"):
+            self.connect()
+            return vs.write_versions(self, graphs, ids)
+
+    def _current(self, graph_id: str) -> dict[str, Any]:
+        """The current Graph row of ``graph_id`` (inside the caller's transaction); GraphNotFoundError if none."""
         df = self._df(cy.READ_GRAPH_PROPS, {"graph_id": graph_id})
         if not len(df):
             ids = self.list_graphs()["id"].tolist()
             shown = ", ".join(map(repr, ids[:20])) + (" …" if len(ids) > 20 else "")
             raise GraphNotFoundError(f"no graph {graph_id!r} in {self.uri}; stored graphs: {shown or '(none)'}")
+        if len(df) > 1:
+            raise StoreError(f"graph {graph_id!r} has {len(df)} current versions in {self.uri} (an interrupted "
+                             "write); open the store once without read_only to repair it")
         return df.iloc[0].to_dict()
 
     def _edges(self, query: str, params: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray, Any]:
@@ -210,20 +218,19 @@ class EmbeddedStore(GraphStore):
                       layers: Iterable[int] | None = None, positions: Iterable[int] | None = None
                       ) -> "AttributionGraph":
         """Edges with |weight| ≥ ``min_abs_weight`` whose both ends pass the node filters, and the nodes they touch;
-        with no filter at all, the whole graph (isolated nodes included)."""
+        with no filter at all, the whole graph (isolated nodes included). Checked against the recorded counts."""
         kinds_l, layers_l, pos_l = rw.node_filters(kinds, layers, positions)
-        try:
-            w = float(min_abs_weight)
-        except (TypeError, ValueError) as e:
-            raise ConfigError(f"min_abs_weight must be a number, got {min_abs_weight!r}") from e
+        w = rw.check_weight_floor(min_abs_weight)
         whole = w <= 0 and kinds_l is None and layers_l is None and pos_l is None
+        p: dict[str, Any] = {"graph_id": graph_id}
         with self._errors(f"reading graph {graph_id!r} from"), self._transaction(read_only=True):  # one snapshot
-            props = self._graph_row(graph_id)
-            nodes = self._df(cy.READ_NODES, {"graph_id": graph_id})
+            props = self._current(graph_id)
+            nodes = self._df(cy.READ_NODES, p)
             if whole:
-                src, dst, wt, ch = self._edges(cy.READ_EDGES, {"graph_id": graph_id})
+                src, dst, wt, ch = self._edges(cy.READ_EDGES, p)
+                n_edges = len(src)
             else:
-                params: dict[str, Any] = {"graph_id": graph_id, "min_abs_weight": w}
+                params: dict[str, Any] = {**p, "min_abs_weight": w}
                 for name, vals in (("kinds", kinds_l), ("layers", layers_l), ("positions", pos_l)):
                     if vals is not None:
                         params[name] = vals
@@ -233,6 +240,8 @@ class EmbeddedStore(GraphStore):
                     wt, ch = np.zeros(0), np.zeros(0, dtype=object)
                 else:
                     src, dst, wt, ch = self._edges(cy.read_subgraph_edges(filters), params)
+                n_edges = int(self._df(cy.COUNT_EDGES, p).iat[0, 0])
+        vs.verify_counts(self.uri, graph_id, props, len(nodes), n_edges)
         meta = rw.meta_from_props(props)
         return rw.graph_from_columns(meta, nodes, src, dst, wt, ch, keep_isolated=whole)
 
@@ -247,20 +256,42 @@ class EmbeddedStore(GraphStore):
         with self._errors(f"looking up graph {graph_id!r} in"):
             return int(self._df(cy.COUNT_GRAPH, {"graph_id": graph_id}).iat[0, 0]) > 0
 
+    def complete_ids(self, ids: Iterable[str]) -> set[str]:
+        """Which of ``ids`` have a complete (current) version in the store."""
+        ids = [str(i) for i in ids]
+        out: set[str] = set()
+        with self._errors("looking up graph ids in"):
+            for i in range(0, len(ids), 10_000):
+                out.update(self._df(cy.CURRENT_IDS, {"ids": ids[i:i + 10_000]})["id"].tolist())
+        return out
+
     def delete_graph(self, graph_id: str) -> bool:
-        """Delete a graph: its nodes, edges, instance links, circuits, and the units no other graph uses."""
+        """Delete a graph: every version's nodes, edges, instance links, its circuits, and the units no other graph
+        uses."""
         with self._errors(f"deleting graph {graph_id!r} from"):
             if not self.has_graph(graph_id):
                 return False
+            sids = self._df(cy.LB_VERSIONS_OF, {"graph_id": graph_id})["sid"].tolist()
             with self._transaction():
-                self._delete_in_tx(graph_id)
+                self._exec(cy.LB_DELETE_GRAPH_CIRCUITS, {"graph_id": graph_id})
+                for sid in sids:
+                    vs.delete_version_in_tx(self, sid)
         log.info("deleted graph %r", graph_id)
         return True
 
+    def gc(self, *, full: bool = False) -> int:
+        """Delete versions nobody reads (superseded or incomplete); ``full`` also scans every node for versions
+        without a Graph row. Returns how many versions went."""
+        with self._errors("collecting old versions in"):
+            self.connect()
+            return vs.collect(self, full=full)
+
     # ------------------------------------------------------------------ queries
     def run(self, cypher: str, params: dict[str, Any] | None = None, *, write: bool = False) -> pd.DataFrame:
-        """Run one Cypher statement with parameters → DataFrame. Without ``write=True`` a statement that writes is
-        refused (QueryError) by a lexical check and, as a second wall, by a read-only transaction."""
+        """Run one Cypher statement with parameters → DataFrame. Without ``write=True``: the lexical check of
+        :mod:`.readonly` first (writes, transaction control, file clauses, several statements), then the engine:
+        the text is prepared (Ladybug refuses several statements there, before anything runs) and executed inside
+        ``BEGIN TRANSACTION READ ONLY``, which refuses every write."""
         if not isinstance(cypher, str) or not cypher.strip():
             raise QueryError(f"empty query {cypher!r}")
         if not write:
@@ -274,7 +305,13 @@ class EmbeddedStore(GraphStore):
                 finally:
                     self._forget_copies()
             with self._transaction(read_only=True):
-                return self._result_df(self._conn.execute(cypher, p))
+                with warnings.catch_warnings():  # ladybug 0.22 deprecates prepare(); it is the one-statement check
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    prepared = self._conn.prepare(cypher)
+                if not prepared.is_success():  # e.g. "We do not support prepare multiple statements": nothing ran
+                    raise QueryError(f"query on the embedded store {str(self.path)!r} failed before it ran: "
+                                     f"{prepared.get_error_message()}")
+                return self._result_df(self._conn.execute(prepared, p))
 
     @staticmethod
     def _result_df(res: Any) -> pd.DataFrame:
@@ -286,15 +323,18 @@ class EmbeddedStore(GraphStore):
     def save_circuit(self, name: str, graph_id: str, node_keys: list[str], *, method: str,
                      params: dict[str, Any], scores: dict[str, Any], edges: pd.DataFrame | None = None) -> str:
         """Store a circuit (nodes linked by ``INCLUDES``; edges as JSON), replacing one of the same name+graph."""
-        props, keys, uids = rw.circuit_rows(name, graph_id, node_keys, method=method, params=params, scores=scores,
-                                            edges=edges)
+        props, keys, _ = rw.circuit_rows(name, graph_id, node_keys, method=method, params=params, scores=scores,
+                                         edges=edges)
         uid = props["uid"]
         with self._errors(f"saving circuit {name!r} of graph {graph_id!r} to"):
+            self.connect()
             if not self.has_graph(graph_id):
                 raise GraphNotFoundError(f"cannot save circuit {name!r}: no graph {graph_id!r} in {self.uri}")
+            sid = self._current(graph_id)["sid"]
+            uids = [rw.node_uid(sid, k) for k in keys]
             missing = self._missing(cy.EXISTING_NODES, uids)
             if missing:
-                bad = sorted(u[len(graph_id) + 1:] for u in missing)
+                bad = sorted(u[len(sid) + 1:] for u in missing)
                 raise ConfigError(f"circuit {name!r}: {len(bad)} node key(s) not in graph {graph_id!r}: {bad[:5]}")
             try:
                 with self._transaction():

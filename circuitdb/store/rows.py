@@ -34,24 +34,25 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
+import uuid
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 import numpy as np
 import pandas as pd
 
 from circuitdb.errors import ConfigError, StoreError
-from circuitdb.graph import CHANNELS, FLOAT_COLUMNS, NODE_COLUMNS, AttributionGraph, encode_channels
+from circuitdb.graph import CHANNELS, FLOAT_COLUMNS, INT_COLUMNS, NODE_COLUMNS, AttributionGraph, encode_channels
 from circuitdb.plain import plain_value  # noqa: F401 - the one sanitiser (re-exported for the stores)
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
 
-NODE_PROPS = ("uid", "graph_id", "idx") + NODE_COLUMNS
+NODE_PROPS = ("uid", "sid", "graph_id", "idx", "name") + NODE_COLUMNS
 EDGE_PROPS = ("weight", "abs_weight", "channel")
 UNIT_PROPS = ("uid", "model", "kind", "layer", "head", "dictionary", "feature")
 GRAPH_PROPS = (
-    "id", "model", "granularity", "method", "metric", "prompt", "meta", "n_nodes", "n_edges", "created_at",
-    "schema_version", "circuitdb_version",
+    "sid", "id", "current", "seq", "written_at", "model", "granularity", "method", "metric", "prompt", "meta",
+    "n_nodes", "n_edges", "created_at", "schema_version", "circuitdb_version", "step",
 )
 CIRCUIT_PROPS = ("uid", "name", "graph_id", "method", "params", "scores", "n_nodes", "n_edges", "edges", "created_at")
 LIST_GRAPHS_COLUMNS = ("id", "model", "granularity", "method", "metric", "prompt", "n_nodes", "n_edges", "created_at")
@@ -85,7 +86,7 @@ def node_uids(graph: AttributionGraph, graph_id: str) -> np.ndarray:
 
 def unit_uids(graph: AttributionGraph, model: str | None = None) -> np.ndarray:
     """Object array, one per node: the unit uid of heads / MLPs / features, ``""`` for other kinds."""
-    model = str(graph.meta.get("model") or "") if model is None else str(model)
+    model = model_identity(graph.meta) if model is None else str(model)
     nd = graph.nodes
     out = np.full(graph.n_nodes, "", dtype=object)
     for i, (kind, layer, head, feat, dic) in enumerate(zip(
@@ -102,23 +103,82 @@ def unit_uids(graph: AttributionGraph, model: str | None = None) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------------- columnar
-def node_rows(graph: AttributionGraph, graph_id: str, uids: np.ndarray | None = None) -> pd.DataFrame:
-    """Node rows, columns :data:`NODE_PROPS` in that order; a fresh RangeIndex; NaN floats (= NULL when copied)."""
-    uids = node_uids(graph, graph_id) if uids is None else uids
+def new_sid(graph_id: str) -> str:
+    """A fresh storage id for one written version of ``graph_id`` (STORAGE_SPEC: never reused)."""
+    return f"{graph_id}@{uuid.uuid4().hex[:12]}"
+
+
+_CAPTION_LABEL = 40
+
+
+def node_names(graph: AttributionGraph) -> np.ndarray:
+    """The Browser caption of each node (``name``): the key, with the label where one helps a reader —
+    ``F3:1204@7 "Paris"`` (features), ``L:' France'`` (logits: the token text replaces the id), ``E@2 'When'``."""
+    out = np.array(graph.keys, dtype=object)
+    for i, (kind, key, label) in enumerate(zip(graph.nodes["kind"].tolist(), out.tolist(),
+                                               graph.nodes["label"].tolist())):
+        if not label:
+            continue
+        short = label if len(label) <= _CAPTION_LABEL else label[:_CAPTION_LABEL - 1] + "…"
+        if kind == "logit":
+            out[i] = f"L:'{short}'" + (key[key.rindex("@"):] if "@" in key else "")
+        elif kind == "feature":
+            out[i] = f'{key} "{short}"'
+        elif kind == "embed":
+            out[i] = f"{key} '{short}'"
+    return out
+
+
+def _nullable(col: str, values: np.ndarray, kinds: np.ndarray) -> "pa.Array":
+    """One node column as Arrow with absent values NULL: ``-1`` ints (but ``layer = -1`` of an embedding is a
+    value and stays), ``""`` strings, ``NaN`` floats."""
+    import pyarrow as pa
+
+    if col in INT_COLUMNS:
+        absent = values == -1
+        if col == "layer":
+            absent &= kinds != "embed"
+        return pa.array(values, type=pa.int64(), mask=absent)
+    if col in FLOAT_COLUMNS:
+        return pa.array(values, type=pa.float64(), mask=np.isnan(values))
+    if col in ("key", "kind"):
+        return pa.array(values, type=pa.string())
+    return pa.array(values, type=pa.string(), mask=values == "")
+
+
+def node_table(graph: AttributionGraph, graph_id: str, uids: np.ndarray | None = None, *,
+               sid: str | None = None) -> "pa.Table":
+    """Node rows as Arrow, columns :data:`NODE_PROPS` in that order, absent values NULL. ``sid`` (default
+    ``graph_id``: an unversioned write) is the version the rows belong to and the prefix of their uids."""
+    import pyarrow as pa
+
+    sid = graph_id if sid is None else sid
+    uids = node_uids(graph, sid) if uids is None else uids
     n = graph.n_nodes
-    cols: dict[str, Any] = {"uid": uids, "graph_id": np.full(n, graph_id, dtype=object),
-                            "idx": np.arange(n, dtype=np.int64)}
+    kinds = graph.nodes["kind"].to_numpy(dtype=object)
+    cols: dict[str, Any] = {"uid": pa.array(uids, type=pa.string()), "sid": pa.array([sid] * n, type=pa.string()),
+                            "graph_id": pa.array([graph_id] * n, type=pa.string()),
+                            "idx": pa.array(np.arange(n, dtype=np.int64)),
+                            "name": pa.array(node_names(graph), type=pa.string())}
     for c in NODE_COLUMNS:
-        cols[c] = graph.nodes[c].to_numpy()
-    return pd.DataFrame(cols)
+        cols[c] = _nullable(c, graph.nodes[c].to_numpy(), kinds)
+    return pa.table(cols)
+
+
+def node_rows(graph: AttributionGraph, graph_id: str, uids: np.ndarray | None = None, *,
+              sid: str | None = None) -> pd.DataFrame:
+    """:func:`node_table` as pandas (object columns: ``None`` = absent)."""
+    tab = node_table(graph, graph_id, uids, sid=sid)
+    return pd.DataFrame({c: pd.Series(tab.column(c).to_pylist(), dtype=object) for c in tab.column_names})
 
 
 def edge_rows(graph: AttributionGraph, graph_id: str, uids: np.ndarray | None = None) -> pd.DataFrame:
-    """Edge rows: ``from``, ``to`` (node uids), ``weight``, ``abs_weight``, ``channel`` (string)."""
+    """Edge rows: ``from``, ``to`` (node uids), ``weight``, ``abs_weight``, ``channel`` (``""`` = none)."""
     uids = node_uids(graph, graph_id) if uids is None else uids
+    ch = np.asarray(CHANNELS, dtype=object)[graph.channel]
     return pd.DataFrame({
         "from": uids[graph.src], "to": uids[graph.dst], "weight": graph.weight, "abs_weight": np.abs(graph.weight),
-        "channel": np.asarray(CHANNELS, dtype=object)[graph.channel],
+        "channel": ch,
     })
 
 
@@ -128,25 +188,46 @@ def edge_table(graph: AttributionGraph, graph_id: str, uids: np.ndarray | None =
 
     uids = node_uids(graph, graph_id) if uids is None else uids
     ua = pa.array(uids, type=pa.string())
+    chans = pa.array(list(CHANNELS), type=pa.string())  # "" = no channel (queries filter on it; see design.md)
     return pa.table({
         "from": ua.take(pa.array(graph.src)), "to": ua.take(pa.array(graph.dst)), "weight": pa.array(graph.weight),
-        "abs_weight": pa.array(np.abs(graph.weight)),
-        "channel": pa.array(list(CHANNELS), type=pa.string()).take(pa.array(graph.channel)),
+        "abs_weight": pa.array(np.abs(graph.weight)), "channel": chans.take(pa.array(graph.channel)),
     })
+
+
+def model_identity(meta: dict[str, Any]) -> str:
+    """What a Unit uid is keyed by: ``meta["model_id"]`` (a config hash the attribution functions set), else the
+    model's name."""
+    return str(meta.get("model_id") or meta.get("model") or "")
 
 
 def unit_frame(graph: AttributionGraph, units: np.ndarray | None = None, model: str | None = None) -> pd.DataFrame:
-    """Distinct units of the graph, columns :data:`UNIT_PROPS`."""
+    """Distinct units of the graph, columns :data:`UNIT_PROPS` (``model`` = the model's name; NULL = absent)."""
     units = unit_uids(graph, model) if units is None else units
-    model = str(graph.meta.get("model") or "") if model is None else str(model)
+    name = str(graph.meta.get("model") or "")
     has = units != ""
     nd = graph.nodes[has]
+    kinds = nd["kind"].to_numpy(dtype=object)
+
+    def opt(col: str) -> list[Any]:
+        vals = nd[col].tolist()
+        if col == "dictionary":
+            return [v or None for v in vals]
+        return [None if v == -1 and not (col == "layer" and k == "embed") else v for v, k in zip(vals, kinds)]
     df = pd.DataFrame({
-        "uid": units[has], "model": np.full(int(has.sum()), model, dtype=object), "kind": nd["kind"].to_numpy(),
-        "layer": nd["layer"].to_numpy(), "head": nd["head"].to_numpy(), "dictionary": nd["dictionary"].to_numpy(),
-        "feature": nd["feature"].to_numpy(),
+        "uid": units[has], "model": np.full(int(has.sum()), name or None, dtype=object), "kind": kinds,
+        "layer": pd.Series(opt("layer"), dtype=object), "head": pd.Series(opt("head"), dtype=object),
+        "dictionary": pd.Series(opt("dictionary"), dtype=object), "feature": pd.Series(opt("feature"), dtype=object),
     })
     return df.drop_duplicates("uid").reset_index(drop=True)
+
+
+def unit_table(frame: pd.DataFrame) -> "pa.Table":
+    """A :func:`unit_frame` as Arrow (typed, NULLs kept) for ``COPY``."""
+    import pyarrow as pa
+
+    types = {"layer": pa.int64(), "head": pa.int64(), "feature": pa.int64()}
+    return pa.table({c: pa.array(frame[c].tolist(), type=types.get(c, pa.string())) for c in UNIT_PROPS})
 
 
 def instance_rows(graph: AttributionGraph, graph_id: str, uids: np.ndarray | None = None,
@@ -193,12 +274,12 @@ def _clean(v: Any) -> Any:
     return None if isinstance(v, float) and math.isnan(v) else v
 
 
-def node_rows_by_kind(graph: AttributionGraph, graph_id: str) -> dict[str, list[dict[str, Any]]]:
-    """Node property maps (:data:`NODE_PROPS`, NaN → None) grouped by kind, for ``UNWIND $rows`` writes."""
-    frame = node_rows(graph, graph_id)
+def node_rows_by_kind(graph: AttributionGraph, graph_id: str, *, sid: str | None = None
+                      ) -> dict[str, list[dict[str, Any]]]:
+    """Node property maps (:data:`NODE_PROPS`, absent → None) grouped by kind, for ``UNWIND $rows`` writes."""
     out: dict[str, list[dict[str, Any]]] = {}
-    for rec in frame.to_dict("records"):
-        out.setdefault(rec["kind"], []).append({k: _clean(plain_value(v)) for k, v in rec.items()})
+    for rec in node_table(graph, graph_id, sid=sid).to_pylist():
+        out.setdefault(rec["kind"], []).append({k: _clean(v) for k, v in rec.items()})
     return out
 
 
@@ -246,26 +327,39 @@ def graph_from_rows(props: dict[str, Any], nodes: Iterable[dict[str, Any]] | pd.
 
 
 # ---------------------------------------------------------------------------------------------------- graph node
-def _text(v: Any) -> str:
-    if v is None:
-        return ""
+def _text(v: Any) -> str | None:
+    if v is None or v == "":
+        return None
     return v if isinstance(v, str) else json.dumps(v, sort_keys=True)
 
 
-def graph_props(graph: AttributionGraph, meta_or_id: dict[str, Any] | str | None = None) -> dict[str, Any]:
+def graph_props(graph: AttributionGraph, meta_or_id: dict[str, Any] | str | None = None, *, sid: str | None = None,
+                current: bool = True, seq: int = 0) -> dict[str, Any]:
     """Properties of the ``Graph`` node (:data:`GRAPH_PROPS`). ``meta_or_id``: the metadata to store (its ``id`` is
-    the graph id) or just the graph id (default ``graph.id``); ``meta`` is stored whole as JSON."""
+    the graph id) or just the graph id (default ``graph.id``); ``meta`` is stored whole as JSON. ``sid``: the
+    version's storage id (default: the graph id, an unversioned write); ``current``: whether readers see it;
+    ``seq``: the version order (newest = largest)."""
     if isinstance(meta_or_id, dict):
         meta = dict(meta_or_id)
     else:
         meta = {**graph.meta, "id": meta_or_id or graph.id}
+    gid = str(meta["id"])
     return {
-        "id": str(meta["id"]), "model": _text(meta.get("model")), "granularity": _text(meta.get("granularity")),
+        "sid": gid if sid is None else sid, "id": gid, "current": bool(current), "seq": int(seq),
+        "written_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds"),
+        "model": _text(meta.get("model")), "granularity": _text(meta.get("granularity")),
         "method": _text(meta.get("method")), "metric": _text(meta.get("metric")), "prompt": _text(meta.get("prompt")),
         "meta": json.dumps(meta, sort_keys=True), "n_nodes": int(graph.n_nodes), "n_edges": int(graph.n_edges),
         "created_at": _text(meta.get("created_at")), "schema_version": int(meta.get("schema_version") or 0),
-        "circuitdb_version": _text(meta.get("circuitdb_version")),
+        "circuitdb_version": _text(meta.get("circuitdb_version")), "step": checkpoint_step(meta),
     }
+
+
+def checkpoint_step(meta: dict[str, Any]) -> int | None:
+    """The training step of the checkpoint a graph was computed on (``meta["checkpoint"]``), or None."""
+    ck = meta.get("checkpoint")
+    value = ck.get("value") if isinstance(ck, dict) else None
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def meta_from_props(props: dict[str, Any]) -> dict[str, Any]:
@@ -273,6 +367,17 @@ def meta_from_props(props: dict[str, Any]) -> dict[str, Any]:
         return json.loads(props["meta"])
     except (KeyError, TypeError, json.JSONDecodeError) as e:
         raise StoreError(f"graph {props.get('id')!r} has unreadable metadata: {e}") from e
+
+
+def check_weight_floor(value: Any) -> float:
+    """A ``min_abs_weight`` / ``min_weight`` value: a finite number ≥ 0 or a ConfigError naming it."""
+    try:
+        w = float(value)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"min_abs_weight must be a number, got {value!r}") from e
+    if isinstance(value, bool) or math.isnan(w) or math.isinf(w):
+        raise ConfigError(f"min_abs_weight must be a finite number, got {value!r}")
+    return w
 
 
 def node_filters(kinds: Iterable[str] | None, layers: Iterable[int] | None, positions: Iterable[int] | None

@@ -7,7 +7,7 @@ import functools
 
 import numpy as np
 import pytest
-from feature_fixtures import prompt, tiny_model
+from feature_fixtures import prompt, source_keys, tiny_model
 
 from circuitdb.attribution.feature_edges import load_adjacency
 from circuitdb.attribution.feature_heads import collapse_heads
@@ -101,3 +101,55 @@ def test_float32_and_float64_graphs_agree(model, tcs):
     assert set(w64) == set(w32)
     scale = max(abs(v) for v in w64.values())
     assert max(abs(w64[k] - w32[k]) for k in w64) <= 1e-4 * scale
+
+
+@pytest.mark.parametrize("attn_only, norm", [(False, "LNPre"), (True, "RMS")])
+def test_heads_through_sae_cuts_collapse_exactly(attn_only, norm):
+    m = tiny_model(attn_only=attn_only, norm=norm, seed=2)
+    dicts = random_dictionaries(m, "sae", width=24, seed=4, layers=[0, 2], sae_hook="hook_resid_post")
+    g0 = attribute_features(m, prompt(seed=2), dicts, heads=False, prune=None, progress=False, graph_id="g")
+    gh = attribute_features(m, prompt(seed=2), dicts, heads=True, prune=None, progress=False, graph_id="g")
+    assert (gh.nodes.kind == "head").any()
+    assert collapse_heads(gh).diff(g0, atol=1e-10, meta=False) == []
+
+
+def test_each_head_part_equals_the_backward_per_head_rows(model, tcs):
+    """The forward (per-source) decomposition gives the same part per (source, head, target) as the backward per-head
+    rows of :func:`head_parts` (which the zero-a-head intervention test checks)."""
+    from circuitdb.attribution.feature_heads import head_parts
+    from circuitdb.attribution.replacement import ReplacementModel
+
+    gh = attribute_features(model, prompt(), tcs, heads=True, prune=None, progress=False, graph_id="g")
+    rm = ReplacementModel.build(model, prompt(), tcs)
+    lg = gh.nodes[gh.nodes.kind == "logit"].iloc[0]
+    _, parts = head_parts(rm, [("logit", int(lg.pos), int(lg.token), -1)])
+    col = {k: j for j, k in enumerate(source_keys(rm))}
+    checked = 0
+    for (l, h), row in parts.items():
+        key = f"A{l}.{h}@{int(lg.pos)}>{lg.key}"
+        if key not in set(gh.keys):
+            assert row.abs().max() < 1e-12
+            continue
+        into = gh.dst == gh.node_index(key)
+        for s, w in zip(gh.keys[gh.src[into]], gh.weight[into]):
+            assert w == pytest.approx(float(row[0, col[s]]), abs=1e-11)
+            checked += 1
+    assert checked > 20
+
+
+def test_heads_on_demand_for_a_stored_graph_and_a_subgraph(model, tcs, tmp_path):
+    from circuitdb.attribution.feature_heads import add_heads
+    from circuitdb.graph import AttributionGraph
+
+    g0 = attribute_features(model, prompt(), tcs, heads=False, progress=False, graph_id="g")
+    gh = attribute_features(model, prompt(), tcs, heads=True, progress=False, graph_id="g")
+    g0.save(tmp_path / "g")
+    again = add_heads(AttributionGraph.load(tmp_path / "g"), model, tcs)
+    assert again.diff(gh, atol=1e-10, meta=False) == []
+    feats = g0.keys[(g0.nodes.kind == "feature").to_numpy()][:6]
+    keys = list(feats) + list(g0.keys[~g0.nodes.kind.isin(["feature"]).to_numpy()])
+    sub = add_heads(g0, model, tcs, keys=keys)
+    assert set(sub.keys[(sub.nodes.kind != "head").to_numpy()]) <= set(keys)
+    assert collapse_heads(sub).diff(g0.subgraph(node_mask=np.isin(g0.keys, keys)), atol=1e-10, meta=False) == []
+    with pytest.raises(ConfigError, match="not in graph"):
+        add_heads(g0, model, tcs, keys=["F9:9@9"])

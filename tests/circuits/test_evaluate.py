@@ -31,7 +31,7 @@ def test_roc_auc_on_graphs():
     g = tiny_graph()
     assert roc_auc_edges(g, [("A0.0", "LOGITS"), ("E", "A0.0")]) == 1.0
     assert roc_auc_nodes(g, ["A0.0"]) == 1.0  # A0.0 carries the most |weight|
-    with pytest.raises(ConfigError, match="not head/mlp/feature nodes"):
+    with pytest.raises(ConfigError, match="not nodes of graph"):
         roc_auc_nodes(g, ["nope"])
 
 

@@ -141,7 +141,7 @@ def test_prune_dispatch_and_errors():
     c = prune(g, "topn", n=2)
     assert c.method == "topn" and c.params == {"n": 2, "absolute": True} and c.n_edges == 2
     assert c.scores["n_edges"] == 2 and c.source_graph_id == "tiny"
-    with pytest.raises(ConfigError, match="valid options: dead_ends, greedy, influence, threshold, topn"):
+    with pytest.raises(ConfigError, match="valid options: auto, dead_ends, greedy, influence, threshold, topn"):
         prune(g, "bogus")
     with pytest.raises(ConfigError, match="unknown parameter"):
         prune(g, "topn", k=3)

@@ -145,11 +145,11 @@ def test_list_has_delete_and_not_found(store, graph):
 
 # ---------------------------------------------------------------------------------------------- units
 def test_units_are_position_independent_and_shared_across_graphs(filled, graph):
-    unit = filled.run("MATCH (n:Node)-[:INSTANCE_OF]->(u:Unit) WHERE n.uid = $uid RETURN u.uid AS u, u.kind AS k",
-                      {"uid": "g-mixed/A1.3@4"})
+    unit = filled.run("MATCH (n:Node)-[:INSTANCE_OF]->(u:Unit) WHERE n.graph_id = $g AND n.key = $k "
+                      "RETURN u.uid AS u, u.kind AS k", {"g": "g-mixed", "k": "A1.3@4"})
     assert unit.values.tolist() == [["toy/A1.3", "head"]]
-    feat = filled.run("MATCH (n:Node)-[:INSTANCE_OF]->(u:Unit) WHERE n.uid = $uid RETURN u.uid AS u",
-                      {"uid": "g-mixed/F2:7@0"})
+    feat = filled.run("MATCH (n:Node)-[:INSTANCE_OF]->(u:Unit) WHERE n.graph_id = $g AND n.key = $k "
+                      "RETURN u.uid AS u", {"g": "g-mixed", "k": "F2:7@0"})
     assert feat["u"].tolist() == ["toy/tc-L2/F2:7"]
     kinds = graph.nodes["kind"]
     n_units = (3 * 4) + 3 + 3 * 20  # heads + MLPs + features, over all positions
@@ -195,7 +195,7 @@ def test_rewrite_is_idempotent_and_replaces(store, graph):
     assert count(store, "MATCH ()-[r:ATTRIBUTES]->() RETURN count(r)") == smaller.n_edges
 
 
-@pytest.mark.parametrize("failing", [cy.LB_COPY_UNITS, cy.LB_COPY_NODES, cy.LB_COPY_EDGES, cy.LB_CREATE_GRAPH])
+@pytest.mark.parametrize("failing", [cy.LB_COPY_UNITS, cy.LB_COPY_NODES, cy.LB_COPY_EDGES, cy.LB_COPY_GRAPHS, cy.LB_FLIP])
 def test_failure_mid_write_leaves_the_old_graph(store, graph, monkeypatch, failing):
     store.write_graph(graph)
     store.save_circuit("c", graph.id, ["A0.0@0"], method="m", params={}, scores={})
@@ -282,7 +282,8 @@ def test_read_only_transaction_is_a_second_wall(filled, monkeypatch):
 
 
 def test_run_with_write_true_writes_and_errors_are_query_errors(store):
-    store.run("CREATE (:Graph {id: $id, meta: $m})", {"id": "manual", "m": "{}"}, write=True)
+    store.run("CREATE (:Graph {sid: $id, id: $id, current: true, meta: $m})", {"id": "manual", "m": "{}"},
+              write=True)
     assert store.has_graph("manual")
     with pytest.raises(QueryError, match="failed"):
         store.run("MATCH (n:Nope) RETURN n")
@@ -341,10 +342,26 @@ def test_circuits_save_list_read_replace(store, graph):
     with pytest.raises(ConfigError, match="several graphs"):
         store.read_circuit_record("ioi")
     assert store.list_circuits("g2")["graph_id"].tolist() == ["g2"]
-    store.write_graph(graph)  # rewriting a graph drops its (now stale) circuits
-    assert store.list_circuits()["graph_id"].tolist() == ["g2"]
+    store.write_graph(graph)  # rewriting a graph keeps its circuits, re-linked to the new version by key
+    assert store.list_circuits()["graph_id"].tolist() == ["g-mixed", "g2"]
+    assert store.read_circuit_record("ioi", graph.id)["node_keys"] == ["E@0"]
     store.delete_graph("g2")
-    assert len(store.list_circuits()) == 0
+    assert store.list_circuits()["graph_id"].tolist() == ["g-mixed"]
+
+
+def test_rewrite_relinks_circuits_or_refuses_naming_them(store, graph):
+    store.write_graph(graph)
+    store.save_circuit("keep", graph.id, ["A0.1@0", "L:7@4"], method="m", params={}, scores={})
+    store.save_circuit("empty", graph.id, [], method="m", params={}, scores={})
+    smaller = graph.subgraph(node_mask=graph.keys != "A0.1@0")
+    before = _counts(store)
+    with pytest.raises(ConfigError, match=r"circuit\(s\) \['keep'\].*A0\.1@0"):
+        store.write_graph(smaller)
+    assert _counts(store) == before and store.read_graph(graph.id).diff(graph) == []
+    store.write_graph(mixed_graph(graph.id, seed=5))  # same keys, new weights: re-linked
+    assert store.read_circuit_record("keep")["node_keys"] == ["A0.1@0", "L:7@4"]
+    assert store.read_circuit_record("empty")["node_keys"] == []
+    assert count(store, "MATCH (:Circuit)-[r:INCLUDES]->() RETURN count(r)") == 2  # old links went with the old nodes
 
 
 def test_repeated_writes_do_not_pin_memory(tmp_path):
@@ -357,12 +374,13 @@ def test_repeated_writes_do_not_pin_memory(tmp_path):
         assert s.read_graph("g1").diff(g, meta=False) == []
 
 
-def test_uid_collision_between_graphs_fails_cleanly(store):
-    """uid = graph_id/key: graph 'a' key 'b/c' and graph 'a/b' key 'c' share a uid; the second write is refused."""
+def test_graph_ids_that_prefix_each_other_do_not_collide(store):
+    """uids are ``sid/key`` with a fresh sid per version: graph 'a' key 'b/c' and graph 'a/b' key 'c' (the same
+    ``graph_id/key`` string) are both stored, each intact."""
     a = AttributionGraph(pd.DataFrame({"key": ["b/c", "E"], "kind": ["head", "embed"]}), [1], [0], [1.0],
                          meta={"id": "a"})
     ab = AttributionGraph(pd.DataFrame({"key": ["c"], "kind": ["head"]}), [], [], [], meta={"id": "a/b"})
     store.write_graph(a)
-    with pytest.raises(StoreError, match="a/b/c"):
-        store.write_graph(ab)
-    assert store.list_graphs()["id"].tolist() == ["a"] and store.read_graph("a").diff(a) == []
+    store.write_graph(ab)
+    assert store.list_graphs()["id"].tolist() == ["a", "a/b"]
+    assert store.read_graph("a").diff(a) == [] and store.read_graph("a/b").diff(ab) == []

@@ -1,0 +1,256 @@
+"""Graph versions of the embedded store (STORAGE_SPEC.md): the crash-safe write, the flip, repair and collection.
+
+A write of graph id ``g`` is a new version ``sid = g@<random>`` (:func:`circuitdb.store.rows.new_sid`):
+
+1. ``PATH/pending/<uuid>.json`` names the sids being written (fsynced), so a crash between the steps below leaves
+   a note of what to collect;
+2. ONE transaction of ``COPY`` only: missing units, nodes, ``INSTANCE_OF``, edges, re-linked circuit memberships
+   (``INCLUDES`` of the id's saved circuits, by node key) and the ``Graph`` rows with ``current = false``;
+3. the flip, its own small transaction: ``current = (sid = new sid)`` for every row of the id;
+4. the superseded versions are deleted, and the journal file removed.
+
+On open (:func:`recover`): an id with zero or several current rows gets its newest version whose recorded counts
+verify; then every non-current version, and every journal sid that is not current, is deleted.
+
+Write phases are announced to :data:`phase_hook` (tests) and ``CIRCUITDB_CRASH_AT=<phase>`` kills the process
+(SIGKILL) when that phase starts, so a crash test can aim at any of: ``journal``, ``copy-units``, ``copy-nodes``,
+``copy-instances``, ``copy-edges``, ``copy-includes``, ``copy-graphs``, ``commit`` (just before ``COMMIT``; a test
+kills a random time later to land inside it), ``committed``, ``flip``, ``flipped``, ``collect``, ``done``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+import pandas as pd
+
+from circuitdb.errors import ConfigError, StoreError
+from circuitdb.store import cypher as cy
+from circuitdb.store import rows as rw
+
+if TYPE_CHECKING:  # pragma: no cover
+    from circuitdb.graph import AttributionGraph
+    from circuitdb.store.embedded import EmbeddedStore
+
+log = logging.getLogger(__name__)
+
+CRASH_ENV = "CIRCUITDB_CRASH_AT"
+PENDING_DIR = "pending"
+#: called with each write phase's name (tests: a crash harness announces phases to its parent)
+phase_hook: Callable[[str], None] | None = None
+
+
+def phase(name: str) -> None:
+    if phase_hook is not None:
+        phase_hook(name)
+    if os.environ.get(CRASH_ENV) == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+# ---------------------------------------------------------------------------------------------------- journal
+def _write_journal(path: Path, sids: list[str]) -> Path:
+    d = path / PENDING_DIR
+    d.mkdir(exist_ok=True)
+    f = d / f"{uuid.uuid4().hex}.json"
+    with open(f, "w", encoding="utf-8") as fh:
+        json.dump(sids, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    fd = os.open(d, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return f
+
+
+def _journal(path: Path) -> tuple[list[Path], set[str]]:
+    files = sorted((path / PENDING_DIR).glob("*.json")) if (path / PENDING_DIR).is_dir() else []
+    sids: set[str] = set()
+    for f in files:
+        try:
+            sids.update(str(s) for s in json.loads(f.read_text(encoding="utf-8")))
+        except (OSError, ValueError):  # a journal file torn by a crash while it was written: nothing was written
+            log.warning("ignoring unreadable write journal %s", f)
+    return files, sids
+
+
+# ---------------------------------------------------------------------------------------------------- schema
+def check_schema(store: "EmbeddedStore") -> None:
+    """Create the tables (writable stores) after refusing a store written by an older schema."""
+    tables = set(store._df(cy.LB_TABLE_NAMES)["name"].tolist())
+    if "Graph" in tables and "sid" not in store._df(cy.LB_GRAPH_COLUMNS)["name"].tolist():
+        raise StoreError(
+            f"the embedded store {str(store.path)!r} has the unversioned schema of circuitdb ≤ 0.1 (no Graph.sid); "
+            "export its graphs with that version (circuitdb export) and import them into a new store")
+    if not store.read_only:
+        for stmt in cy.LB_SCHEMA:
+            store._exec(stmt)
+        if "step" not in store._df(cy.LB_GRAPH_COLUMNS)["name"].tolist():  # stores from before Graph.step
+            store._exec(cy.LB_ADD_GRAPH_STEP)
+
+
+# ---------------------------------------------------------------------------------------------------- counts
+def verify_counts(uri: str, graph_id: str, props: dict[str, Any], n_nodes: int, n_edges: int) -> None:
+    """Raise StoreError naming the graph when a read got other counts than the Graph row recorded."""
+    want = (int(props["n_nodes"]), int(props["n_edges"]))
+    if (int(n_nodes), int(n_edges)) != want:
+        raise StoreError(
+            f"graph {graph_id!r} in {uri} is damaged: read {n_nodes} nodes and {n_edges} edges, but its version "
+            f"{props.get('sid')!r} recorded {want[0]} and {want[1]}; re-import it (circuitdb import) or delete it")
+
+
+def _version_verifies(store: "EmbeddedStore", sid: str, n_nodes: int, n_edges: int) -> bool:
+    p = {"sid": sid}
+    return (int(store._df(cy.LB_COUNT_VERSION_NODES, p).iat[0, 0]) == int(n_nodes)
+            and int(store._df(cy.LB_COUNT_VERSION_EDGES, p).iat[0, 0]) == int(n_edges))
+
+
+# ---------------------------------------------------------------------------------------------------- repair / gc
+def recover(store: "EmbeddedStore") -> None:
+    """Repair ids with zero or several current versions, then collect what nobody reads (see module doc)."""
+    files, journal = _journal(store.path)
+    versions = store._df(cy.LB_VERSIONS)
+    fix = []
+    for gid, grp in versions.groupby("id", sort=False):
+        if int(grp["current"].fillna(False).astype(bool).sum()) == 1:
+            continue
+        for row in grp.sort_values("seq", ascending=False).itertuples():
+            if _version_verifies(store, row.sid, row.n_nodes, row.n_edges):
+                fix.append({"id": gid, "sid": row.sid})
+                log.warning("graph %r: repaired to its newest complete version %r", gid, row.sid)
+                break
+        else:
+            log.error("graph %r: no complete version left (%d incomplete); collecting them", gid, len(grp))
+    if fix:
+        with store._transaction():
+            store._exec(cy.LB_FLIP, {"rows": fix})
+    collect(store, extra=journal)
+    for f in files:
+        f.unlink(missing_ok=True)
+
+
+def collect(store: "EmbeddedStore", *, extra: "set[str] | frozenset[str]" = frozenset(), full: bool = False) -> int:
+    """Delete every non-current version (and the sids in ``extra`` that are not current; with ``full``, any sid
+    some node carries without a current Graph row). Returns how many versions were deleted."""
+    versions = store._df(cy.LB_VERSIONS)
+    current = versions["current"].fillna(False).astype(bool)
+    live = set(versions.loc[current, "sid"])
+    dead = set(versions.loc[~current, "sid"]) | (set(extra) - live)
+    if full:
+        dead |= set(store._df(cy.LB_NODE_SIDS)["sid"].dropna()) - live
+    if not dead:
+        return 0
+    phase("collect")
+    with store._transaction():
+        for sid in sorted(dead):
+            delete_version_in_tx(store, sid)
+    log.info("collected %d old or incomplete graph version(s)", len(dead))
+    return len(dead)
+
+
+def delete_version_in_tx(store: "EmbeddedStore", sid: str) -> None:
+    p = {"sid": sid}
+    store._exec(cy.LB_DELETE_ORPHAN_UNITS, p)
+    store._exec(cy.LB_DELETE_VERSION_NODES, p)
+    store._exec(cy.LB_DELETE_VERSION, p)
+
+
+# ---------------------------------------------------------------------------------------------------- writes
+def _relink_circuits(store: "EmbeddedStore", graph_id: str, graph: "AttributionGraph", sid: str) -> pd.DataFrame:
+    """``INCLUDES`` rows linking the saved circuits of ``graph_id`` to the new version's nodes by key; refuses
+    (ConfigError naming them) when a circuit's node is not in the new graph."""
+    rows = store._df(cy.CIRCUIT_KEYS_OF_GRAPH, {"graph_id": graph_id})
+    if not len(rows):
+        return pd.DataFrame({"from": [], "to": []})
+    keys = set(graph.keys.tolist())
+    lost = rows[~rows["key"].isin(keys)]
+    if len(lost):
+        names = sorted(set(lost["name"].astype(str)))
+        raise ConfigError(
+            f"rewriting graph {graph_id!r} would break its saved circuit(s) {names}: node(s) "
+            f"{sorted(set(lost['key']))[:5]} are not in the new graph; delete those circuits first "
+            "(store.delete_graph / re-save them) or keep those nodes")
+    return pd.DataFrame({"from": rows["uid"].tolist(), "to": [rw.node_uid(sid, k) for k in rows["key"].tolist()]})
+
+
+def _graph_table(props: list[dict[str, Any]]) -> Any:
+    import pyarrow as pa
+
+    ints = {"seq", "n_nodes", "n_edges", "schema_version", "step"}
+    types = {c: pa.int64() if c in ints else pa.bool_() if c == "current" else pa.string() for c in rw.GRAPH_PROPS}
+    return pa.table({c: pa.array([p[c] for p in props], type=types[c]) for c in rw.GRAPH_PROPS})
+
+
+def write_versions(store: "EmbeddedStore", graphs: "list[AttributionGraph]", ids: list[str | None]) -> list[str]:
+    """Write each graph as a new version (COPY-only transaction), flip them current, collect the superseded ones."""
+    import pyarrow as pa
+
+    if store.read_only:
+        raise StoreError(f"the embedded store {str(store.path)!r} is open read-only")
+    gids = [rw.check_graph_id(i or g.id) for g, i in zip(graphs, ids)]
+    dup = sorted({g for g in gids if gids.count(g) > 1})
+    if dup:
+        raise ConfigError(f"write_graphs got graph id(s) {dup} more than once; each id once per call")
+    if not graphs:
+        return []
+    top = store._df(cy.LB_MAX_SEQ).iat[0, 0]
+    seq0 = (0 if pd.isna(top) else int(top)) + 1
+    nodes, edges, inst, units, props, includes, sids = [], [], [], [], [], [], []
+    for i, (gid, g) in enumerate(zip(gids, graphs)):
+        sid = rw.new_sid(gid)
+        uids = rw.node_uids(g, sid)
+        unit_ids = rw.unit_uids(g)
+        sids.append(sid)
+        nodes.append(rw.node_table(g, gid, uids, sid=sid))
+        edges.append(rw.edge_table(g, gid, uids))
+        inst.append(rw.instance_rows(g, gid, uids, unit_ids))
+        units.append(rw.unit_frame(g, unit_ids))
+        props.append(rw.graph_props(g, gid, sid=sid, current=False, seq=seq0 + i))
+        includes.append(_relink_circuits(store, gid, g, sid))
+    unit_df = pd.concat(units, ignore_index=True).drop_duplicates("uid")
+    missing = store._missing(cy.EXISTING_UNITS, unit_df["uid"].tolist())
+    phase("journal")
+    journal = _write_journal(store.path, sids)
+    try:
+        with store._transaction(commit_phase="commit"):
+            for name, query, frame in (
+                ("copy-units", cy.LB_COPY_UNITS, rw.unit_table(unit_df[unit_df["uid"].isin(missing)])),
+                ("copy-nodes", cy.LB_COPY_NODES, pa.concat_tables(nodes)),
+                ("copy-instances", cy.LB_COPY_INSTANCE_OF, pd.concat(inst, ignore_index=True)),
+                ("copy-edges", cy.LB_COPY_EDGES, pa.concat_tables(edges)),
+                ("copy-includes", cy.LB_COPY_INCLUDES, pd.concat(includes, ignore_index=True)),
+                ("copy-graphs", cy.LB_COPY_GRAPHS, _graph_table(props)),
+            ):
+                phase(name)
+                store._copy(query, frame)
+    except BaseException:
+        journal.unlink(missing_ok=True)  # rolled back: nothing of these versions is stored
+        raise
+    finally:
+        store._forget_copies()
+    phase("committed")
+    phase("flip")
+    try:
+        with store._transaction():
+            store._exec(cy.LB_FLIP, {"rows": [{"id": g, "sid": s} for g, s in zip(gids, sids)]})
+    except Exception:
+        try:  # the new versions are complete but not current: nobody reads them, collect them now
+            collect(store, extra=set(sids))
+            journal.unlink(missing_ok=True)
+        except Exception:  # pragma: no cover - the next open collects them
+            log.exception("could not collect the unflipped versions %s", sids)
+        raise
+    phase("flipped")
+    collect(store)
+    journal.unlink(missing_ok=True)
+    phase("done")
+    for gid, g in zip(gids, graphs):
+        log.info("wrote graph %r: %d nodes, %d edges", gid, g.n_nodes, g.n_edges)
+    return gids

@@ -1,0 +1,124 @@
+"""Hostile Cypher through ``EmbeddedStore.run`` (no ``write=True``): comment and string tricks, several statements,
+transaction control, every write and file clause in odd casing. Each must be refused with QueryError and leave every
+table byte-for-byte unchanged (checksums of all rows of all tables) and no file written.
+
+Two walls: the lexical check (:mod:`circuitdb.store.readonly`, read under both comment readings) and the engine
+(one prepared statement, inside a READ ONLY transaction). ``test_engine_wall_alone`` turns the first one off.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from synthetic_graphs import mixed_graph
+
+from circuitdb.errors import QueryError
+from circuitdb.store import cypher as cy
+from circuitdb.store import embedded as emb
+from circuitdb.store.embedded import EmbeddedStore
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    s = EmbeddedStore(tmp_path_factory.mktemp("adv") / "db").connect()
+    s.write_graph(mixed_graph("victim", n_edges=800))
+    s.save_circuit("c", "victim", ["A0.0@0", "L:7@4"], method="m", params={}, scores={})
+    yield s
+    s.close()
+
+
+def checksum(store: EmbeddedStore) -> str:
+    """Every row of every table (nodes: all properties; rels: endpoints' keys + properties), order-independent."""
+    h = hashlib.sha256()
+    for table in cy.LB_TABLES:
+        cols = store._df(f"CALL table_info('{table}') RETURN name")["name"].tolist()
+        if table.isupper():  # a REL table
+            q = f"MATCH (a)-[r:{table}]->(b) RETURN a.uid AS a_, b.uid AS b_" + "".join(
+                f", r.{c} AS {c}" for c in cols)
+        else:
+            q = f"MATCH (n:{table}) RETURN " + ", ".join(f"n.{c} AS {c}" for c in cols)
+        rows = sorted(repr(list(rec.values())) for rec in store._df(q).to_dict("records"))
+        h.update(f"{table}:{len(rows)}:".encode())
+        for r in rows:
+            h.update(r.encode())
+    return h.hexdigest()
+
+
+W = "MATCH (n:Node) DETACH DELETE n"
+HOSTILE = [
+    # comment tricks (the /* **/ comment Ladybug's lexer does not close where a naive reader does)
+    "MATCH (g:Graph) RETURN g.id /* **/ 'x */ ; COMMIT; MATCH (n:Node) DETACH DELETE n; //'",
+    "/* **/ 'x */ COPY (MATCH (g:Graph) RETURN g.id) TO '{out}' //'",
+    "/* **/ 'x */ EXPORT DATABASE '{out}' //'",
+    "RETURN 1 /* ****/ ; " + W,
+    "RETURN 1 // comment \n; " + W,
+    "/* unclosed comment " + W,
+    "RETURN 'unclosed string ; " + W,
+    "RETURN \"a\\\"\" ; " + W,
+    "RETURN 'it\\'s' ; " + W,
+    "RETURN `a``b` AS x; " + W,
+    # several statements
+    "RETURN 1; " + W,
+    "MATCH (n:Node) RETURN count(n);MATCH (n:Node) SET n.label = 'x'",
+    "RETURN 1 ;\n\n CREATE (:Graph {sid: 'evil', id: 'evil', current: true})",
+    # transaction control
+    "COMMIT", "commit", "CoMmIt", "ROLLBACK", "BEGIN TRANSACTION", "begin transaction read only", "CHECKPOINT",
+    # writes in odd casing and layouts
+    "match (n:Node) detach delete n", "MATCH (n:Node) DeTaCh\nDeLeTe n", "MATCH (n:Node) SET n.label = 'x'",
+    "MATCH (n:Node) set n.label = 'x'", "MATCH (n:Node) REMOVE n.label", "create (:Graph {sid: 'e', id: 'e'})",
+    "MERGE (g:Graph {sid: 'e'})", "MATCH (n:Node) WITH n LIMIT 1 DELETE n", "DROP TABLE Circuit",
+    "ALTER TABLE Node ADD x INT64", "CREATE NODE TABLE Evil(id STRING PRIMARY KEY)",
+    "UNWIND [1, 2] AS x CREATE (:StoreInfo {key: 'k' + x})",
+    # files and extensions
+    "COPY (MATCH (g:Graph) RETURN g.id) TO '{out}'", "copy (MATCH (g:Graph) RETURN g.id) to '{out}'",
+    "COPY Node FROM '{out}'", "EXPORT DATABASE '{out}'", "export database '{out}'", "IMPORT DATABASE '{out}'",
+    "INSTALL json", "install httpfs", "LOAD EXTENSION json", "LOAD FROM '{out}' RETURN *",
+    "ATTACH '{out}' AS other (dbtype lbug)", "DETACH other", "USE other",
+    "CALL db.createLabel('x')",
+]
+
+
+@pytest.mark.parametrize("text", HOSTILE)
+def test_hostile_query_is_refused_and_changes_nothing(store, tmp_path, text):
+    out = tmp_path / "leak"
+    before = checksum(store)
+    with pytest.raises(QueryError):
+        store.run(text.replace("{out}", str(out)))
+    assert checksum(store) == before
+    assert not out.exists()
+    assert store.run("RETURN 1 AS one")["one"].tolist() == [1]  # the connection is still usable
+
+
+@pytest.mark.parametrize("text", [t for t in HOSTILE if "{out}" not in t and "INSTALL" not in t.upper()
+                                  and "LOAD" not in t.upper() and not t.upper().startswith(("DETACH O", "USE"))])
+def test_engine_wall_alone(store, monkeypatch, text):
+    """With the lexical check off, the engine still refuses: several statements are not prepared, writes fail in
+    the READ ONLY transaction (a lone COMMIT/CHECKPOINT may run: it has nothing to commit)."""
+    monkeypatch.setattr(emb, "assert_read_only", lambda cypher: None)
+    before = checksum(store)
+    try:
+        store.run(text)
+    except QueryError:
+        pass
+    assert checksum(store) == before
+
+
+@pytest.mark.parametrize("text", [
+    "MATCH (n:Node) WHERE n.label = 'CREATE (x) ; DELETE x' RETURN count(n) AS c",
+    "MATCH (n:Node) RETURN count(n) AS c /* SET n.x = 1 ; */",
+    "MATCH (n:Node) RETURN count(n) AS c // ; DETACH DELETE n",
+    "MATCH (n:Node) WHERE n.key <> \"a;b\" RETURN count(n) AS c;",
+    "MATCH (n:Node) RETURN n.label AS set LIMIT 0",
+])
+def test_reads_that_look_odd_still_run(store, text):
+    assert len(store.run(text)) <= 1
+
+
+def test_checksum_sees_a_one_property_change(tmp_path):
+    s = EmbeddedStore(tmp_path / "db").connect()
+    s.write_graph(mixed_graph("g", n_edges=50))
+    before = checksum(s)
+    s.run("MATCH (n:Node) WHERE n.key = 'E@0' SET n.label = 'changed'", write=True)
+    assert checksum(s) != before
+    s.close()
