@@ -24,7 +24,7 @@ def attribute_cmd(
                               help="Zoo name (see `circuitdb models`), pretrained name, or a model folder."),
     task: str = typer.Option(None, "--task", "-t",
                              help="Task name (induction, ioi, greater-than) or a .jsonl file of prompt pairs."),
-    method: str = typer.Option("eap-ig", "--method", help="eap, eap-ig or patching (component graphs)."),
+    method: str = typer.Option("eap-ig", "--method", help="eap, eap-ig, patching or eap-ig+patching (component graphs)."),
     metric: str = typer.Option(None, "--metric", show_default="the task's",
                                help="logit_diff, logprob, kl, l2, mse, or module:function."),
     ablation: str = typer.Option("patch", "--ablation", help="patch (corrupted prompts), zero or mean."),
