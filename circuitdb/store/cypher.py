@@ -32,7 +32,7 @@ LB_SCHEMA_VERSION = 2
 LB_SCHEMA = (
     "CREATE NODE TABLE IF NOT EXISTS Graph(sid STRING PRIMARY KEY, id STRING, current BOOLEAN, seq INT64, "
     "written_at STRING, model STRING, granularity STRING, method STRING, metric STRING, prompt STRING, meta STRING, "
-    "n_nodes INT64, n_edges INT64, created_at STRING, schema_version INT64, circuitdb_version STRING)",
+    "n_nodes INT64, n_edges INT64, created_at STRING, schema_version INT64, circuitdb_version STRING, step INT64)",
     "CREATE NODE TABLE IF NOT EXISTS Node(uid STRING PRIMARY KEY, sid STRING, graph_id STRING, idx INT64, "
     "name STRING, key STRING, kind STRING, layer INT64, head INT64, pos INT64, feature INT64, token INT64, "
     "dictionary STRING, label STRING, activation DOUBLE, influence DOUBLE, direct_logit DOUBLE, "
@@ -50,6 +50,8 @@ LB_SCHEMA = (
 LB_TABLES = ("Graph", "Node", "ATTRIBUTES", "Unit", "INSTANCE_OF", "Circuit", "INCLUDES", "StoreInfo")
 LB_TABLE_NAMES = "CALL show_tables() RETURN name"
 LB_GRAPH_COLUMNS = "CALL table_info('Graph') RETURN name"
+#: Graph.step (the checkpoint step a graph was computed on; queries/circuit_emergence.cypher) for older stores
+LB_ADD_GRAPH_STEP = "ALTER TABLE Graph ADD step INT64"
 LB_GET_INFO = "MATCH (i:StoreInfo) WHERE i.key = $key RETURN i.value AS value"
 LB_SET_INFO = "MERGE (i:StoreInfo {key: $key}) SET i.value = $value"
 
