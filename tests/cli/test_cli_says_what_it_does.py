@@ -63,3 +63,14 @@ def test_write_refusal_names_no_missing_flag(tmp_path) -> None:
     res = runner.invoke(app, ["query", "MATCH (n:Node) DELETE n", "--store", f"embedded:{tmp_path / 'db'}"])
     msg = str(res.exception)
     assert "write=True" not in msg and "read-only" in msg, msg
+
+
+def test_metric_module_function_on_the_cli(tmp_path, monkeypatch) -> None:
+    (tmp_path / "my_cli_metric.py").write_text(
+        "def first_logit(logits, batch):\n    return logits[:, -1, 0]\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    res = runner.invoke(app, ["attribute", "-m", "random-attn-1l", "--task", "induction", "--n", "4", "--method",
+                              "eap", "--no-progress", "--metric", "my_cli_metric:first_logit", "--graph-id", "mm",
+                              "--store", f"embedded:{tmp_path / 'db'}"], terminal_width=200)
+    assert res.exit_code == 0, res.output
+    assert "metric my_cli_metric:first_logit" in " ".join(res.output.split())
