@@ -145,3 +145,14 @@ def test_cli_ingest_check_run_and_rerun(tmp_path: Path) -> None:
     job.write_text(job.read_text() + "batch = 3\n")
     r = CliRunner().invoke(app, ["ingest", str(job), "--store", store])
     assert r.exit_code != 0 and "unknown key 'attribution.batch'" in str(r.exception)
+
+
+def test_feature_job_stores_pruned_graphs(tmp_path: Path) -> None:
+    from circuitdb.ingest.examples import toy_ioi_feature_job
+
+    s = run_job(toy_ioi_feature_job(n=2, max_feature_nodes=16), store=f"embedded:{tmp_path}/st")
+    assert s.written == 2
+    with open_store(f"embedded:{tmp_path}/st") as st:
+        g = st.read_graph(s.graph_ids[0])
+    assert g.meta["granularity"] == "feature" and len(g.meta["dictionary_ids"]) == 3
+    assert g.meta["pruned"]["method"] == "influence" and g.n_edges <= g.meta["pruned"]["raw_edges"]
