@@ -347,7 +347,8 @@ def neo4j_columnar_edges(edge_query: str) -> str:
 # Feature descriptions attached after a graph was stored (circuitdb.formats.labels): plain Cypher both stores run.
 #: the portable statements that write (every other unprefixed statement is a read; tests/store/test_readonly.py)
 PORTABLE_WRITES = ("SET_NODE_LABELS",)
+LABEL_TARGETS = "UNWIND $uids AS x MATCH (n:Node {uid: x}) RETURN n.uid AS uid, n.key AS key, n.kind AS kind"
 SET_NODE_LABELS = """UNWIND $rows AS r
 MATCH (n:Node {uid: r.uid})
-SET n.label = r.label
+SET n.label = r.label, n.name = r.name
 RETURN count(n) AS n"""
