@@ -423,6 +423,14 @@ class Neo4jStore(GraphStore):
             _, rows = self._read(cy.COUNT_GRAPH, {"graph_id": graph_id})
         return bool(rows and rows[0][0])
 
+    def _node_uid_prefix(self, graph_id: str) -> str:
+        """Node uids are ``sid/key``: labels go on the current version."""
+        with self._errors(f"reading graph {graph_id!r} from"):
+            _, rows = self._read(cy.READ_GRAPH_PROPS, {"graph_id": graph_id})
+        if not rows:
+            raise GraphNotFoundError(f"no graph {graph_id!r} in {self.uri}")
+        return str(rows[0][0])
+
     def complete_ids(self, ids: Iterable[str]) -> set[str]:
         """Which of ``ids`` have a complete (current) version in the store."""
         ids = [str(i) for i in ids]
