@@ -58,5 +58,10 @@ def main() -> None:
     except CircuitDBError as e:
         from rich.console import Console
 
-        Console(stderr=True).print(f"[red]error:[/red] {e}")
+        from rich.text import Text
+
+        msg = str(e)
+        if len(msg) > 2000:  # a 100k-character id inside a message: elide, never hang the terminal
+            msg = f"{msg[:1000]} … ({len(msg):,} characters) … {msg[-300:]}"
+        Console(stderr=True).print(Text.assemble(("error:", "red"), " ", msg))  # never read as markup
         raise SystemExit(2) from None

@@ -125,12 +125,14 @@ class GraphStore(ABC):
         """Set the ``label`` of nodes of ``graph_id`` by node key (feature descriptions, see
         :mod:`circuitdb.formats.labels`); returns how many nodes changed. Unknown keys raise ConfigError."""
         from circuitdb.store import cypher as cy
-        from circuitdb.store.rows import check_graph_id, node_uid
+        from circuitdb.store.rows import caption, check_graph_id, node_uid
 
         check_graph_id(graph_id)
         if not self.has_graph(graph_id):
             raise GraphNotFoundError(f"no graph {graph_id!r} in {getattr(self, 'uri', 'the store')}")
-        rows = [{"uid": node_uid(graph_id, str(k)), "label": str(v)} for k, v in labels.items()]
+        sid = str(self.run(cy.CURRENT_SID, {"graph_id": graph_id})["sid"].iat[0])
+        rows = [{"uid": node_uid(sid, str(k)), "label": str(v), "name": caption(str(k), str(v))}
+                for k, v in labels.items()]
         if not rows:
             return 0
         found = set(self.run(cy.EXISTING_NODES, {"uids": [r["uid"] for r in rows]})["uid"])

@@ -115,6 +115,8 @@ READ_GRAPH_PROPS = (
     "g.seq AS seq ORDER BY seq DESC"
 )
 COUNT_GRAPH = f"{_current_graph()} RETURN count(g) AS n"
+#: the storage id of ``$graph_id``'s current version (node uids are ``sid/key``)
+CURRENT_SID = f"{_current_graph()} RETURN g.sid AS sid"
 LIST_GRAPHS = (
     "MATCH (g:Graph) WHERE g.current = true RETURN g.id AS id, g.model AS model, g.granularity AS granularity, "
     "g.method AS method, g.metric AS metric, g.prompt AS prompt, g.n_nodes AS n_nodes, g.n_edges AS n_edges, "
@@ -268,5 +270,5 @@ RETURN count(n) AS n"""
 PORTABLE_WRITES = ("SET_NODE_LABELS",)
 SET_NODE_LABELS = """UNWIND $rows AS r
 MATCH (n:Node {uid: r.uid})
-SET n.label = r.label
+SET n.label = r.label, n.name = r.name
 RETURN count(n) AS n"""
