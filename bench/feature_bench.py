@@ -8,6 +8,11 @@ are this process's CPU time (``time.process_time``; the forward pass: the minimu
 disturbs far less than wall time; wall time is printed too.
 
     python bench/feature_bench.py            # prints markdown tables
+    python bench/feature_bench.py --sweep    # width sweep (equal active features) and heads on/off ratios
+
+The sweep: ``random-4l`` with random ReLU transcoders of width 512 (bias -1, seed 0), widened to 2,048 … 65,536 by
+features that never fire (bias -1e6): the active features — and so the graph — are the same at every width, only the
+dictionary is wider. Default pruning (influence 0.8 / 0.98), 32 tokens, all active features visited.
 """
 
 from __future__ import annotations
@@ -85,11 +90,84 @@ def one(cache: Path, n_tokens: int, cap: int | None, heads: bool) -> dict:
             "replacement": g.meta["scores"]["replacement"], "completeness": g.meta["scores"]["completeness"]}
 
 
+def _widened(model, width: int):  # noqa: ANN001, ANN202
+    import dataclasses
+
+    import torch
+
+    from circuitdb.dictionaries.train import random_dictionaries
+
+    out = []
+    for i, d in enumerate(random_dictionaries(model, "transcoder", width=512, seed=0, bias=-1.0)):
+        extra = width - d.width
+        if extra <= 0:
+            out.append(d)
+            continue
+        g = torch.Generator().manual_seed(i)
+        out.append(dataclasses.replace(
+            d, W_enc=torch.cat([d.W_enc, torch.randn(d.d_in, extra, generator=g) / 8], 1),
+            b_enc=torch.cat([d.b_enc, torch.full((extra,), -1e6)]),
+            W_dec=torch.cat([d.W_dec, torch.randn(extra, d.d_out, generator=g) / 8])))
+    return out
+
+
+def sweep_one(width: int, n_tokens: int, heads: bool, reps: int = 3) -> dict:
+    import torch
+
+    from circuitdb.attribution.features import attribute_features
+    from circuitdb.models import load_model
+
+    torch.set_num_threads(1)
+    model = load_model(MODEL)
+    dicts = _widened(model, width)
+    toks = torch.randint(1, model.cfg.d_vocab, (n_tokens,), generator=torch.Generator().manual_seed(0))
+    toks[0] = 0
+    attribute_features(model, toks, dicts, heads=heads, progress=False)  # warm-up
+    times = []
+    for _ in range(reps):
+        t0 = time.process_time()
+        g = attribute_features(model, toks, dicts, heads=heads, progress=False)
+        times.append(time.process_time() - t0)
+    pr = g.meta["pruning"]
+    return {"width": width, "tokens": n_tokens, "heads": heads, "attr_s": min(times),
+            "active": g.meta["params"]["n_active_features"], "nodes": g.n_nodes, "edges": g.n_edges,
+            "raw_edges": pr["unpruned_edges"], "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def sweep(widths: list[int], n_tokens: int) -> None:
+    rows = []
+    for w in widths:
+        for heads in (False, True):
+            out = subprocess.run([sys.executable, __file__, "--sweep-one", str(w), str(n_tokens), str(int(heads))],
+                                 capture_output=True, text=True, check=True)
+            rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+            print(rows[-1], file=sys.stderr)
+    base = {r["heads"]: r["attr_s"] for r in rows if r["width"] == widths[0]}
+    print("| width | active features | heads | time s | ÷ width %d | heads on ÷ off | stored nodes | stored edges | "
+          "raw edges | peak RSS MiB |" % widths[0])
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    off = {r["width"]: r["attr_s"] for r in rows if not r["heads"]}
+    for r in rows:
+        print(f"| {r['width']:,} | {r['active']:,} | {'yes' if r['heads'] else 'no'} | {r['attr_s']:.2f} | "
+              f"{r['attr_s'] / base[r['heads']]:.2f} | {r['attr_s'] / off[r['width']]:.2f} | {r['nodes']:,} | "
+              f"{r['edges']:,} | {r['raw_edges']:,} | {r['peak_mib']:.0f} |")
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--cache", default="/tmp/circuitdb-feature-bench")
     p.add_argument("--one", nargs=3, metavar=("TOKENS", "CAP", "HEADS"))
+    p.add_argument("--sweep", action="store_true")
+    p.add_argument("--widths", default="512,2048,16384,65536")
+    p.add_argument("--tokens", type=int, default=32)
+    p.add_argument("--sweep-one", nargs=3, metavar=("WIDTH", "TOKENS", "HEADS"))
     a = p.parse_args()
+    if a.sweep_one:
+        print(json.dumps(sweep_one(int(a.sweep_one[0]), int(a.sweep_one[1]), a.sweep_one[2] == "1")))
+        return
+    if a.sweep:
+        sweep([int(w) for w in a.widths.split(",")], a.tokens)
+        return
     cache = Path(a.cache)
     cache.mkdir(parents=True, exist_ok=True)
     if a.one:

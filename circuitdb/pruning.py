@@ -320,8 +320,8 @@ def topn_prune(graph: AttributionGraph, n: int, absolute: bool = True) -> PruneR
 
 def threshold_prune(graph: AttributionGraph, threshold: float = 0.0) -> PruneResult:
     """Edges with |weight| ≥ ``threshold``, then dead-end removal."""
-    if not isinstance(threshold, (int, float)) or threshold < 0:
-        raise ConfigError(f"threshold must be a non-negative number; got {threshold!r}")
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold < np.inf:
+        raise ConfigError(f"threshold must be a finite non-negative number; got {threshold!r}")
     a = np.abs(graph.weight)
     _, cum = _cumulative(a)
     return _edge_method_result(graph, a >= threshold, cum, "threshold", {"threshold": float(threshold)})

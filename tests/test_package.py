@@ -51,7 +51,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("attribution",),
     ("store",),
     ("circuits",),
-    ("formats", "render", "intervene"),
+    ("formats", "render", "intervene", "neo4j_browser"),
     ("ingest",),
     ("cli", "__main__", ""),
 )
@@ -139,3 +139,31 @@ def test_walk_sees_imports_inside_functions() -> None:  # the walk must count la
     graph = _import_graph()
     assert "circuitdb.models" in graph["circuitdb.attribution.api"]  # imported inside resolve_model
     assert "circuitdb.circuits.circuit" not in graph["circuitdb.circuits.evaluate"]  # only under TYPE_CHECKING
+
+
+def test_every_third_party_import_is_declared() -> None:
+    """A module imported by the package (at any depth, lazily or not) is a declared dependency in pyproject.toml."""
+    import ast
+    import re
+    from importlib.metadata import packages_distributions
+    from pathlib import Path
+
+    import circuitdb
+
+    root = Path(circuitdb.__file__).parent
+    text = (root.parent / "pyproject.toml").read_text()
+    deps = text.split("dependencies = [", 1)[1].split("]", 1)[0]
+    declared = {re.split(r"[<>=;\[ ]", d.strip().strip('",'), maxsplit=1)[0].lower().replace("_", "-")
+                for d in deps.splitlines() if d.strip().startswith('"')}
+    names: set[str] = set()
+    for p in root.rglob("*.py"):
+        for n in ast.walk(ast.parse(p.read_text(encoding="utf-8"))):
+            if isinstance(n, ast.Import):
+                names |= {a.name.split(".")[0] for a in n.names}
+            elif isinstance(n, ast.ImportFrom) and n.level == 0 and n.module:
+                names.add(n.module.split(".")[0])
+    names -= set(sys.stdlib_module_names) | {"circuitdb", "__future__"}
+    dists = packages_distributions()
+    missing = sorted(n for n in names
+                     if not {d.lower().replace("_", "-") for d in dists.get(n, [n])} & declared)
+    assert not missing, f"imported but not declared in pyproject.toml dependencies: {missing}"

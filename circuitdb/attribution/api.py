@@ -33,19 +33,25 @@ ATTRIBUTE_METHODS = ("eap", "eap-ig", "patching", "eap-ig+patching")
 N_EXAMPLE_PROMPTS = 3
 
 
-def resolve_model(model: "HookedTransformer | str", dtype: "torch.dtype | str | None" = None) -> "HookedTransformer":
-    """A HookedTransformer (a name goes through ``load_model``), in ``dtype`` (a converted copy if it differs)."""
+def resolve_model(model: "HookedTransformer | str", dtype: "torch.dtype | str | None" = None,
+                  device: "torch.device | str | None" = None) -> "HookedTransformer":
+    """A HookedTransformer (a name goes through ``load_model``), in ``dtype`` and on ``device`` (a converted copy if
+    either differs; ``None`` keeps the model's)."""
     dt = torch_dtype(dtype)
     if isinstance(model, str):
         from circuitdb.models import load_model
 
-        return load_model(model, dtype=dt or torch.float32)
+        return load_model(model, dtype=dt or torch.float32, **({"device": str(device)} if device is not None else {}))
     if not hasattr(model, "cfg") or not hasattr(model, "hooks"):
         raise ConfigError(f"model must be a HookedTransformer or a model name, got {type(model).__name__}")
     if dt is not None and model.cfg.dtype != dt:
         log.info("working on a %s copy of %s", dt, model.cfg.model_name)
         model = copy.deepcopy(model)
         model.to(dt, print_details=False)
+    if device is not None and next(iter(model.parameters())).device != torch.device(device):
+        log.info("working on a copy of %s on %s", model.cfg.model_name, device)
+        model = copy.deepcopy(model)
+        model.to(torch.device(device), print_details=False)
     return model
 
 
@@ -94,7 +100,8 @@ def _long(v: Any, name: str) -> torch.Tensor:
 def attribute(
     model: "HookedTransformer | str", dataset: Any, method: str = "eap-ig", metric: Any = None,
     ablation: str = "patch", *, ig_steps: int = 5, batch_size: int = 32, per_position: bool = False,
-    dtype: "torch.dtype | str | None" = None, progress: bool = True, graph_id: str | None = None,
+    dtype: "torch.dtype | str | None" = None, device: "torch.device | str | None" = None, progress: bool = True,
+    graph_id: str | None = None,
     head_stats: bool = True, n: int | None = None, seed: int = 0, verify: dict | None = None,
 ) -> "AttributionGraph":
     """The component attribution graph of ``model`` on ``dataset`` (see module doc).
@@ -117,7 +124,7 @@ def attribute(
     if method not in ATTRIBUTE_METHODS:
         raise ConfigError(one_of(method, ATTRIBUTE_METHODS, "attribution method"))
     check_ablation(ablation)
-    model = resolve_model(model, dtype)
+    model = resolve_model(model, dtype, device)
     task_kw = {"seed": seed} | ({"n": n} if n is not None else {})
     ds = resolve_dataset(dataset, model, **task_kw) if isinstance(dataset, str) else resolve_dataset(dataset, model)
     if n is not None and len(ds) > n:

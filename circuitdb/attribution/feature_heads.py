@@ -286,7 +286,10 @@ def add_heads(graph, model, dictionaries=None, *, keys=None, batch_size: int = 6
     got = [d.id for d in dicts]
     if graph.meta.get("dictionaries") and got != list(graph.meta["dictionaries"]):
         raise ConfigError(f"graph {graph.id!r} was built with dictionaries {graph.meta['dictionaries']}; got {got}")
-    rm = ReplacementModel.build(model, graph.meta["tokens"], dicts, dtype, device)
+    params = graph.meta.get("params", {})
+    rm = ReplacementModel.build(model, graph.meta["tokens"], dicts, dtype, device,
+                                zero_first_pos=bool(params.get("zero_first_pos", False)),
+                                token_vectors=params.get("token_vectors", "embed+pos"))
     nodes, e = decompose_heads(rm, g.nodes, {"src": g.src, "dst": g.dst, "weight": g.weight, "channel": g.channel},
                                batch_size, progress)
     meta = {**graph.meta, "params": {**graph.meta.get("params", {}), "heads": True}}

@@ -82,14 +82,16 @@ def _visit_order(rm: ReplacementModel, targets: list, feat_src: np.ndarray, logi
 
 def attribute_features(model, tokens, dictionaries=None, *, max_feature_nodes: int | None = None,  # noqa: ANN001
                        batch_size: int = 64, logit_prob: float = 0.95, max_logits: int = 10, heads: bool = True,
-                       prune: Any = "influence", adjacency: "str | None" = None, dtype: Any = None,
+                       prune: Any = "influence", adjacency: "str | None" = None, zero_first_pos: bool = False,
+                       token_vectors: str = "embed+pos", dtype: Any = None,
                        device: Any = None, progress: bool = True, graph_id: str | None = None) -> AttributionGraph:
     """The feature graph of one prompt (see the module docstring); ``model`` may be a zoo / model name.
 
     ``prune``: what is stored (:mod:`.feature_edges`): influence pruning by default, ``None`` for every non-zero
     entry, or a callable pruner. ``adjacency``: a path for the unpruned adjacency as a side file. ``heads``: the head
     decomposition of the stored edges (:mod:`.feature_heads`). ``dtype`` / ``device``: default the model's; half
-    precision runs the linear backward in float32."""
+    precision runs the linear backward in float32. ``zero_first_pos`` / ``token_vectors="embed"``: circuit-tracer's
+    conventions (:mod:`.replacement`)."""
     from circuitdb.dictionaries.load import load_dictionaries
 
     if isinstance(model, str):
@@ -105,7 +107,8 @@ def attribute_features(model, tokens, dictionaries=None, *, max_feature_nodes: i
         raise ConfigError(f"max_feature_nodes must be ≥ 0 or None; got {max_feature_nodes}")
     tokens = check_tokens(model, tokens)
     dicts = load_dictionaries(dictionaries, model, dtype=dtype)
-    rm = ReplacementModel.build(model, tokens, dicts, dtype, device)
+    rm = ReplacementModel.build(model, tokens, dicts, dtype, device, zero_first_pos=zero_first_pos,
+                                token_vectors=token_vectors)
     S, P = rm.sources, rm.P
     n_src = len(S)
     feat_src = np.flatnonzero(S.kind == "feature")
@@ -146,7 +149,8 @@ def attribute_features(model, tokens, dictionaries=None, *, max_feature_nodes: i
         "metric": "logit", "prompt": _prompt_text(rm), "tokens": rm.tokens.tolist(),
         "params": {"prune": _prune_param(prune), "max_feature_nodes": max_feature_nodes, "batch_size": batch_size, "logit_prob": logit_prob,
                    "max_logits": max_logits, "heads": heads, "dtype": str(dtype).replace("torch.", ""),
-                   "device": str(rm.device), "n_active_features": int(len(feat_src))},
+                   "device": str(rm.device), "n_active_features": int(len(feat_src)),
+                   "zero_first_pos": bool(zero_first_pos), "token_vectors": token_vectors},
         "dictionaries": [d.id for d in dicts], "scores": scores,
     }
     # ---- which entries become edges: pruning before storing

@@ -14,6 +14,10 @@ Conventions (stated once):
   cut, a logit reads ``final`` with the centred unembedding column ``W_U[:, y] - mean_j W_U[:, j]``.
 - Source order (the columns of every attribution row): features (by dictionary, pos, index), errors (by dictionary,
   pos), MLP constants (by layer, pos), embeddings (by pos).
+- Conventions, to reproduce circuit-tracer (defaults off): ``zero_first_pos`` makes position 0's features, errors and
+  frozen MLPs constants instead of nodes (circuit-tracer's ``zero_bos``); ``token_vectors="embed"`` makes a token node
+  ``W_E[tok]`` (the positional embedding becomes a constant) instead of ``W_E[tok] + W_pos[pos]``. Edges stay exact
+  for the remaining sources; rows then no longer sum to the target's value (the constants are not nodes).
 """
 
 from __future__ import annotations
@@ -28,8 +32,9 @@ from jaxtyping import Float
 from torch import Tensor
 
 from circuitdb.dictionaries.base import Dictionary, parse_hook
-from circuitdb.errors import AttributionError, ConfigError
+from circuitdb.errors import AttributionError, ConfigError, one_of
 
+TOKEN_VECTORS = ("embed+pos", "embed")
 _SAE_STATION = {"hook_resid_pre": "pre", "hook_resid_mid": "mid", "hook_resid_post": "post"}
 NORMS = (None, "LN", "LNPre", "RMS", "RMSPre")
 
@@ -136,8 +141,13 @@ class ReplacementModel:
     # ------------------------------------------------------------------------------------------ construction
     @classmethod
     def build(cls, model, tokens, dicts: list[Dictionary],  # noqa: ANN001
-              dtype: torch.dtype | None = None, device: "torch.device | str | None" = None) -> "ReplacementModel":
+              dtype: torch.dtype | None = None, device: "torch.device | str | None" = None, *,
+              zero_first_pos: bool = False, token_vectors: str = "embed+pos") -> "ReplacementModel":
+        """``zero_first_pos`` / ``token_vectors="embed"``: circuit-tracer's conventions (see the module docstring)."""
         self = cls()
+        if token_vectors not in TOKEN_VECTORS:
+            raise ConfigError(one_of(token_vectors, TOKEN_VECTORS, "token_vectors"))
+        self.first = 1 if zero_first_pos else 0
         cfg = model.cfg
         if cfg.normalization_type not in NORMS:
             raise ConfigError(f"normalization_type {cfg.normalization_type!r} is not supported; valid: {NORMS}")
@@ -178,14 +188,14 @@ class ReplacementModel:
         self.wf = c(getattr(getattr(model, "ln_final", None), "w", None))
         W_U = c(model.W_U.detach())
         self.W_U_centred = W_U - W_U.mean(1, keepdim=True)
-        self.embed = c(cache["blocks.0.hook_resid_pre"][0])
+        self.embed = c(cache["blocks.0.hook_resid_pre" if token_vectors == "embed+pos" else "hook_embed"][0])
         # dictionaries: activations, errors, sites
         self.acts, self.errors, self.dict_site, self.dict_station = [], [], [], []
         self.transcoded: dict[int, int] = {}
         self.sae_at: dict[str, int] = {}
         for i, d in enumerate(self.dicts):
             layer, suffix = parse_hook(d.hook_in)
-            x = cache[d.hook_in][0]
+            x = cache[d.hook_in][0].to(d.dtype)  # TL computes LayerNorm hooks of half models in float32
             a = d.encode(x)
             self.errors.append(c(cache[d.hook_out][0] - d.decode(a) - d.skip(x)))  # a skip path stays live
             self.acts.append(a)
@@ -227,16 +237,17 @@ class ReplacementModel:
         self.feat_index = []  # per dictionary: (pos, feature) LongTensors of its active features
         self.active: list[ActiveRows] = []  # per dictionary: the active features' decoder / encoder rows
         for i, (d, a) in enumerate(zip(self.dicts, self.acts)):
-            pos, feat = torch.nonzero(a > 0, as_tuple=True)
+            pos, feat = torch.nonzero(a[self.first:] > 0, as_tuple=True)
+            pos = pos + self.first
             self.feat_index.append((pos, feat))
             self.active.append(ActiveRows.gather(d, pos, feat, a[pos, feat], self.P, self.dtype))
             add("feature", d.layer, pos.cpu().numpy(), feat.cpu().numpy(), i, a[pos, feat].double().cpu().numpy())
-        ar = np.arange(self.P)
+        ar = np.arange(self.first, self.P)  # zero_first_pos: position 0's errors / MLPs are constants, not nodes
         for i, (d, e) in enumerate(zip(self.dicts, self.errors)):
-            add("error", d.layer, ar, np.full(self.P, -1), i, e.norm(dim=-1).double().cpu().numpy())
+            add("error", d.layer, ar, np.full(len(ar), -1), i, e[self.first:].norm(dim=-1).double().cpu().numpy())
         for l in self.mlp_layers:
-            add("mlp", l, ar, np.full(self.P, -1), -1, self.mlp_out[l].norm(dim=-1).double().cpu().numpy())
-        add("embed", -1, ar, np.full(self.P, -1), -1, self.embed.norm(dim=-1).double().cpu().numpy())
+            add("mlp", l, ar, np.full(len(ar), -1), -1, self.mlp_out[l][self.first:].norm(dim=-1).double().cpu().numpy())
+        add("embed", -1, np.arange(self.P), np.full(self.P, -1), -1, self.embed.norm(dim=-1).double().cpu().numpy())
         return Sources(*(np.concatenate(cols[k]) if cols[k] else np.zeros(0) for k in cols))
 
     # ------------------------------------------------------------------------------------------ linear algebra
@@ -305,9 +316,9 @@ class ReplacementModel:
             ("embed",): grads[("embed",)]}  # sites above the start of a partial backward get no gradient
         parts = [rows.project(grads[site]) for rows, site in zip(self.active, self.dict_site)]
         for e, site in zip(self.errors, self.dict_site):
-            parts.append(einsum(grads[site], e, "b p d, p d -> b p"))
+            parts.append(einsum(grads[site], e, "b p d, p d -> b p")[:, self.first:])
         for l in self.mlp_layers:
-            parts.append(einsum(grads[("mlp", l)], self.mlp_out[l], "b p d, p d -> b p"))
+            parts.append(einsum(grads[("mlp", l)], self.mlp_out[l], "b p d, p d -> b p")[:, self.first:])
         parts.append(einsum(grads[("embed",)], self.embed, "b p d, p d -> b p"))
         return torch.cat(parts, dim=1)
 
@@ -386,7 +397,7 @@ class ReplacementModel:
                 d = self.dicts[i]
                 out = d.decode(acts[i]) + errs[i].to(t.dtype)
                 if d.W_skip is not None:  # the skip path reads the live input
-                    out = out + d.skip(rec[d.hook_in])
+                    out = out + d.skip(rec[d.hook_in].to(d.dtype))
                 return out[None].to(t.dtype)
             return fn
 
@@ -425,4 +436,4 @@ class ReplacementModel:
             lg = rec["logits"][pos]
             return float(lg[index] - lg.mean())
         d = self.dicts[di]
-        return float(d.pre_acts(rec[d.hook_in][pos])[index])
+        return float(d.pre_acts(rec[d.hook_in][pos].to(d.dtype))[index])

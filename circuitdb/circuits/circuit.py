@@ -171,6 +171,9 @@ def circuit_from_store(store: "GraphStore", graph_id: str, prune: str | dict | N
     """Read ``graph_id`` and prune it. ``prune`` is a method name, a dict ``{"method": ..., **params}``, or None
     (the whole graph as a circuit). ``min_abs_weight=`` (optional) reads only edges at least that strong first."""
     min_abs = params.pop("min_abs_weight", None)
+    if min_abs is not None and (isinstance(min_abs, bool) or not isinstance(min_abs, (int, float))
+                                or not 0 <= min_abs < np.inf):
+        raise ConfigError(f"min_abs_weight must be a finite number >= 0; got {min_abs!r}")
     graph = store.read_subgraph(graph_id, min_abs_weight=float(min_abs)) if min_abs else store.read_graph(graph_id)
     if isinstance(prune, dict):
         prune = dict(prune)

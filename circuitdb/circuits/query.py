@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 import numbers
 import re
 from dataclasses import dataclass
@@ -118,15 +119,31 @@ def _parse_default(raw: str | None, qname: str, pname: str) -> tuple[bool, Any]:
         raise QueryError(f"query {qname!r}: default {raw!r} of parameter {pname!r} is not a literal") from e
 
 
+_RANGE = re.compile(r"\((-?\d+)\.\.(-?\d+)\)")
+
+
 def _coerce(qname: str, p: QueryParam, value: Any) -> Any:
     if value is None:
+        if p.required or p.default is not None:
+            raise QueryError(f"query {qname!r}: parameter {p.name!r} cannot be null"
+                             + (f" (default {p.default!r})" if p.default is not None else ""))
         return None
+    out = _coerce_value(qname, p, value)
+    if isinstance(out, float) and not math.isfinite(out):
+        raise QueryError(f"query {qname!r}: parameter {p.name!r} must be a finite number; got {value!r}")
+    m = _RANGE.search(p.description)  # "(1..4)" in a parameter's description is its inclusive range
+    if m and isinstance(out, (int, float)) and not int(m.group(1)) <= out <= int(m.group(2)):
+        raise QueryError(f"query {qname!r}: parameter {p.name!r} must be in {m.group(1)}..{m.group(2)}; got {value!r}")
+    return out
+
+
+def _coerce_value(qname: str, p: QueryParam, value: Any) -> Any:
     bad = QueryError(f"query {qname!r}: parameter {p.name!r} must be {p.type}; got {value!r}")
     if p.type.startswith("list<"):
         if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
             raise bad
         inner = QueryParam(p.name, p.type[5:-1], False)
-        return [_coerce(qname, inner, v) for v in value]
+        return [_coerce_value(qname, inner, v) for v in value]
     if p.type == "string":
         if not isinstance(value, str):
             raise bad
@@ -138,9 +155,11 @@ def _coerce(qname: str, p: QueryParam, value: Any) -> Any:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise bad
     if p.type == "integer":
-        if float(value) != int(value):
+        if not math.isfinite(float(value)) or float(value) != int(value):
             raise bad
         return int(value)
+    if not math.isfinite(float(value)):
+        raise QueryError(f"query {qname!r}: parameter {p.name!r} must be a finite number; got {value!r}")
     return float(value)
 
 

@@ -19,6 +19,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help text is plain: "[default: ...]" and user strings are never parsed as markup
 )
 
 # (module, attribute): a module exposing `register(app)`; each owns one group of commands.
@@ -31,16 +32,46 @@ _COMMAND_MODULES = (
     "circuitdb.cli.render",      # render (formats engineer)
     "circuitdb.cli.formats",     # label (formats engineer)
     "circuitdb.cli.neo4j",       # neo4j style
+    "circuitdb.cli.steer",       # steer (science engineer)
 )
+
+
+class _OncePerMessage(logging.Filter):
+    """Third-party warnings (a library's logger, or ``warnings.warn`` captured into logging) are shown once per
+    distinct message, however many times the library repeats them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[tuple[str, str]] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith("circuitdb") or record.levelno < logging.WARNING:
+            return True
+        key = (record.name, record.getMessage())
+        if key in self.seen:
+            return False
+        self.seen.add(key)
+        return True
 
 
 @app.callback()
 def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug messages.")) -> None:
     from rich.logging import RichHandler
 
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO, format="%(message)s", handlers=[RichHandler(show_path=False)]
-    )
+    handler = RichHandler(show_path=False, markup=False)
+    handler.addFilter(_OncePerMessage())
+    root = logging.getLogger()
+    for h in [h for h in root.handlers if getattr(h, "_circuitdb_cli", False)]:
+        root.removeHandler(h)  # one CLI handler, however often the app runs in this process
+    handler._circuitdb_cli = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    logging.captureWarnings(True)  # warnings.warn → the "py.warnings" logger: printed once, by this handler
+    for name in ("transformers", "transformer_lens", "sae_lens", "datasets"):
+        lib = logging.getLogger(name)
+        for h in list(lib.handlers):  # libraries that print through their own handler as well as the root's
+            lib.removeHandler(h)
+        lib.propagate = True
 
 
 for _mod in _COMMAND_MODULES:
@@ -57,7 +88,6 @@ def main() -> None:
         app()
     except CircuitDBError as e:
         from rich.console import Console
-
         from rich.text import Text
 
         msg = str(e)

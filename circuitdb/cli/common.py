@@ -13,6 +13,7 @@ STORE_OPTION = typer.Option(
 
 
 def open_cli_store(uri: str | None):
+    """The store at ``uri``, connected (so a bad URI or an unopenable store fails before any compute)."""
     from circuitdb.store.base import open_store
 
     return open_store(uri)
@@ -24,13 +25,25 @@ def parse_params(items: list[str] | None) -> dict:
 
     from circuitdb.errors import ConfigError
 
+    import math
+
+    def finite(x: object) -> bool:
+        if isinstance(x, float):
+            return math.isfinite(x)
+        return all(map(finite, x)) if isinstance(x, list) else True
+
     out: dict = {}
     for item in items or []:
         if "=" not in item:
             raise ConfigError(f"--param {item!r} is not of the form key=value")
         k, v = item.split("=", 1)
+        if not k.strip():
+            raise ConfigError(f"--param {item!r} has an empty key")
         try:
-            out[k.strip()] = json.loads(v)
+            val = json.loads(v)
         except json.JSONDecodeError:
-            out[k.strip()] = v
+            val = v
+        if not finite(val) or (isinstance(val, str) and val.strip().lower() in ("nan", "inf", "-inf", "infinity")):
+            raise ConfigError(f"--param {k.strip()}={v}: NaN and infinity are not accepted; give a finite number")
+        out[k.strip()] = val
     return out

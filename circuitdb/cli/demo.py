@@ -30,12 +30,11 @@ def demo(
     import numpy as np
 
     from circuitdb.attribution.head_stats import induction_scores, prev_token_scores, repeated_random_tokens
-    from circuitdb.cli.common import open_cli_store
 
     con = Console()
     torch.manual_seed(seed)
     t0 = time.perf_counter()
-    st = open_cli_store(store)
+    st = circuitdb.open_store(store)  # the facade's store: store.circuit() registered
     con.rule("[bold]1. Component graph: toy-induction-2l, induction task, EAP-IG")
     model = circuitdb.load_model("toy-induction-2l")
     data = circuitdb.load_task("induction", model, n=n, seed=seed)
@@ -92,6 +91,14 @@ def demo(
     page = render(st.circuit(fgraph.id, prune="influence"), out / "ioi-feature-circuit.html")
     con.print(f"wrote {png.resolve()} and {page.resolve()} (open the page in a browser; it works offline)",
               markup=False, highlight=False)
+    con.rule("[bold]6. Checkpoint sweep: when does the induction circuit form? (queries/circuit_emergence.cypher)")
+    from circuitdb.ingest.examples import toy_checkpoint_job
+    from circuitdb.ingest.runner import run_job
+
+    run_job(toy_checkpoint_job(), store=st)
+    sweep = circuitdb.query(st, "circuit_emergence", source="A0.2", target="A1.2", channel="k", threshold=0.5)
+    _table(con, "A0.2 → A1.2 (k) over training steps, one stored graph per checkpoint",
+           sweep[["step", "weight", "passes", "first_step"]])
     con.rule()
     con.print(f"done in {time.perf_counter() - t0:.1f} s. Explore: circuitdb graphs list --store {st.uri}")
     st.close()

@@ -44,7 +44,7 @@ def query_cmd(
 
     from circuitdb.circuits.query import get_query, list_queries, query
     from circuitdb.cli.common import open_cli_store, parse_params
-    from circuitdb.errors import ConfigError
+    from circuitdb.errors import ConfigError, QueryError
 
     con = Console()
     if list_:
@@ -58,9 +58,23 @@ def query_cmd(
     params = parse_params(param)
     if graph is not None:
         params["graph_id"] = graph
+    name = _query_text(name)
     st = open_cli_store(store)
     try:
-        df = query(st, name, **params)
+        for key in ("graph_id", "graph_a", "graph_b"):
+            gid = params.get(key)
+            if isinstance(gid, str) and not st.has_graph(gid):
+                from circuitdb.errors import GraphNotFoundError
+
+                raise GraphNotFoundError(f"no graph {gid!r} in {st.uri} (see `circuitdb graphs list`)")
+        try:
+            df = query(st, name, **params)
+        except QueryError as e:  # the store's hint names a Python argument; say what the CLI offers instead
+            if "pass write=True" not in str(e):
+                raise
+            raise QueryError(str(e).split("; pass write=True")[0] + "; `circuitdb query` runs read-only Cypher "
+                             "(graphs are written by circuitdb's own commands: attribute, import, prune --save, "
+                             "graphs delete)") from None
     finally:
         st.close()
     if as_json:
@@ -69,13 +83,34 @@ def query_cmd(
         con.print(_table(df, title=f"{name} — {len(df)} rows"))
 
 
+def _query_text(name: str) -> str:
+    """A ``.cypher`` file's text (UTF-8 checked here: a clear error, not a traceback), else ``name`` unchanged."""
+    from pathlib import Path
+
+    from circuitdb.errors import ConfigError
+
+    if not name.endswith(".cypher") or "\n" in name:
+        return name
+    path = Path(name)
+    if not path.is_file():
+        raise ConfigError(f"query file {name!r} does not exist")
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"query file {name!r} is not UTF-8 text (byte {e.start}: {data[e.start:e.start + 1]!r})") from None
+
+
 def prune_cmd(
     graph_id: str = typer.Argument(..., help="Id of the stored graph."),
-    method: str = typer.Option("influence", "--method", help="influence, topn, threshold, greedy or dead_ends."),
-    node_threshold: float = typer.Option(None, "--node-threshold", help="influence: node influence fraction [0.8]."),
-    edge_threshold: float = typer.Option(None, "--edge-threshold", help="influence: edge score fraction [0.98]."),
-    n: int = typer.Option(None, "--n", help="topn / greedy: number of edges."),
-    threshold: float = typer.Option(None, "--threshold", help="threshold: minimum |weight|."),
+    method: str = typer.Option("auto", "--method", help="auto (feature graphs: influence; component graphs: greedy "
+                               "to 5% of the edges), influence, topn, threshold, greedy or dead_ends."),
+    node_threshold: float = typer.Option(None, "--node-threshold", show_default="0.8",
+                                         help="influence: node influence fraction."),
+    edge_threshold: float = typer.Option(None, "--edge-threshold", show_default="0.98",
+                                         help="influence: edge score fraction."),
+    n: int = typer.Option(None, "--n", help="topn / greedy: number of edges (required for topn)."),
+    threshold: float = typer.Option(None, "--threshold", show_default="0", help="threshold: minimum |weight|."),
     param: list[str] = PARAM_OPTION,
     save: str = typer.Option(None, "--save", help="Save the circuit under this name."),
     top: int = typer.Option(15, "--top", help="Strongest circuit edges to print."),
@@ -113,7 +148,8 @@ def eval_cmd(
     task: str = typer.Option(..., "--task", "-t", help="Task to evaluate on: induction, ioi, greater-than, or .jsonl."),
     n: int = typer.Option(64, "--n", help="Prompt pairs."),
     seed: int = typer.Option(1, "--seed", help="Seed of the evaluation prompts."),
-    metric: str = typer.Option(None, "--metric", help="logit_diff, logprob or kl [default: the task's]."),
+    metric: str = typer.Option(None, "--metric", show_default="the task's",
+                               help="logit_diff, logprob, kl, l2, mse, or module:function."),
     ablation: str = typer.Option("patch", "--ablation", help="patch, zero or mean."),
     curve: bool = typer.Option(False, "--curve", help="Also the CPR/CMD curve of the graph over MIB circuit sizes."),
     split: str = typer.Option(None, "--split", help="in_sample (the attribution prompts) or held_out (prompts of the "
@@ -133,9 +169,13 @@ def eval_cmd(
     if circuit is None and not (curve and graph):
         raise ConfigError("give a saved circuit name, or --curve --graph ID")
     con = Console()
-    lm = circuitdb.load_model(model)
-    st = open_cli_store(store)
+    st = open_cli_store(store)  # checked before any compute
     try:
+        if graph is not None and not st.has_graph(graph):
+            from circuitdb.errors import GraphNotFoundError
+
+            raise GraphNotFoundError(f"no graph {graph!r} in {st.uri} (see `circuitdb graphs list`)")
+        lm = circuitdb.load_model(model)
         if split is not None:
             from circuitdb.circuits.splits import dataset_for_split
 

@@ -1,6 +1,7 @@
 """``load_dictionaries(spec, model)``: resolve a dictionary spec and check every dictionary against the model.
 
-Spec forms: ``None`` (the zoo's shipped dictionaries, ``circuitdb/models/zoo/<model>/dictionaries/``), a directory
+Spec forms: ``None`` (the zoo's shipped dictionaries, ``circuitdb/models/zoo/<model>/dictionaries/``), a
+circuit-tracer transcoder-set ``.yaml`` (:mod:`.circuit_tracer`), a directory
 (circuitdb ``<name>.json``/``<name>.safetensors`` pairs and/or SAELens sub-directories, or itself a SAELens
 directory), a comma list of such paths / files, ``saelens:RELEASE/ID,RELEASE/ID`` (``SAE.from_pretrained``; the
 release is the text before the first ``/``), or already loaded :class:`Dictionary` / SAELens objects.
@@ -18,6 +19,7 @@ import torch
 from circuitdb.dictionaries.base import (
     SAE_HOOKS, TRANSCODER_IN_HOOKS, TRANSCODER_OUT_HOOKS, Dictionary, parse_hook,
 )
+from circuitdb.dictionaries.circuit_tracer import is_clt_dir, is_transcoder_set, load_transcoder_set, refuse_clt
 from circuitdb.dictionaries.saelens import from_pretrained, from_saelens, is_saelens_dir, load_saelens_dir
 from circuitdb.dictionaries.safetensors import is_dictionary_file, load_dictionary_file
 from circuitdb.errors import ConfigError
@@ -30,6 +32,10 @@ def zoo_dictionary_dir(model_name: str) -> Path:
 
 
 def _load_path(p: Path) -> list[Dictionary]:
+    if is_transcoder_set(p):
+        return load_transcoder_set(p)
+    if is_clt_dir(p):
+        refuse_clt(p)
     if is_saelens_dir(p):
         return [load_saelens_dir(p)]
     if p.is_dir():

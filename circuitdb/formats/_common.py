@@ -33,6 +33,8 @@ def validation_message(err: Any, raw: Any, what: str, *, id_field: dict[str, str
     lines = []
     for e in err.errors()[:10]:
         loc = list(e["loc"])
+        while len(loc) > 1 and loc[-1] in ("str", "int", "float", "bool", "none", "list", "dict"):
+            loc.pop()  # pydantic names the union member it tried; the field is what the user needs
         where, item = "", raw
         i = 0
         while i < len(loc):
@@ -56,6 +58,27 @@ def validation_message(err: Any, raw: Any, what: str, *, id_field: dict[str, str
         lines.append(f"{what} {where or 'top level'}: " + (f"field {field!r}: " if field is not None else "") + e["msg"])
     more = len(err.errors()) - len(lines)
     return "; ".join(lines) + (f"; and {more} more" if more > 0 else "")
+
+
+def native_row(rec: dict[str, Any], skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A node row (a dict of :data:`~circuitdb.graph.NODE_COLUMNS`) without its "none" values: what a file carries
+    so that circuitdb reads the node back exactly."""
+    from circuitdb.graph import FLOAT_COLUMNS, INT_COLUMNS, NODE_COLUMNS
+
+    out: dict[str, Any] = {}
+    for c in NODE_COLUMNS:
+        v = rec[c]
+        if c in skip:
+            continue
+        if c in INT_COLUMNS:
+            if int(v) != -1:
+                out[c] = int(v)
+        elif c in FLOAT_COLUMNS:
+            if not math.isnan(v):
+                out[c] = float(v)
+        elif v != "":
+            out[c] = str(v)
+    return out
 
 
 def finite_or_none(x: Any) -> float | None:

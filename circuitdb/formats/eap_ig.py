@@ -27,7 +27,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, StrictBool, ValidationError
 
 from circuitdb.errors import ConfigError, GraphValidationError
-from circuitdb.formats._common import read_json, validation_message
+from circuitdb.formats._common import native_row, read_json, validation_message
 from circuitdb.graph import CHANNELS, AttributionGraph
 
 
@@ -158,7 +158,12 @@ def to_eap_ig(graph: Any, *, circuit: Any = None, d_model: int | None = None,
     for e in edges:
         name = edge_name(*e)
         out_edges[name] = {"score": float(scores.get(name, 0.0)), "in_graph": name in in_edges}
-    return {"cfg": cfg, "nodes": nodes, "edges": out_edges}
+    out = {"cfg": cfg, "nodes": nodes, "edges": out_edges}
+    if "eap_ig_cfg" not in graph.meta:  # a circuitdb graph: carry what EAP-IG has no field for (EAP-IG ignores it)
+        extras = {n: native_row(r, skip=("key", "kind", "layer", "head"))
+                  for n, r in zip(names, graph.nodes.to_dict("records"))}
+        out["circuitdb"] = {"meta": graph.meta, "nodes": {n: e for n, e in extras.items() if e}}
+    return out
 
 
 def _config(graph: AttributionGraph, d_model: int | None, parallel: bool | None) -> dict[str, Any]:
@@ -205,7 +210,8 @@ def _write_pt(d: dict[str, Any], path: Path) -> None:
         in_graph[fi[p], bi[c]] = e["in_graph"]
     torch.save({"cfg": d["cfg"], "src_nodes": fw, "dst_nodes": bw, "edges_scores": scores,
                 "edges_in_graph": in_graph,
-                "nodes_in_graph": torch.tensor([d["nodes"][n]["in_graph"] for n in fw], dtype=torch.bool)}, path)
+                "nodes_in_graph": torch.tensor([d["nodes"][n]["in_graph"] for n in fw], dtype=torch.bool),
+                **({"circuitdb": json.dumps(d["circuitdb"])} if "circuitdb" in d else {})}, path)
 
 
 # ---------------------------------------------------------------------- import
@@ -255,7 +261,10 @@ def _read_pt(path: Path) -> dict[str, Any]:
         edges[edge_name(p, c, q)] = {"score": float(scores[i, j]), "in_graph": bool(in_graph[i, j])}
     nodes = {n: {"in_graph": bool(v)} for n, v in zip(d["src_nodes"], d["nodes_in_graph"].tolist())}
     nodes["logits"] = {"in_graph": True}
-    return {"cfg": cfg, "nodes": nodes, "edges": edges}
+    out = {"cfg": cfg, "nodes": nodes, "edges": edges}
+    if isinstance(d.get("circuitdb"), str):
+        out["circuitdb"] = json.loads(d["circuitdb"])
+    return out
 
 
 def read_eap_ig(path_or_obj: Any, *, meta: dict[str, Any] | None = None) -> tuple[AttributionGraph, Any]:
@@ -263,6 +272,9 @@ def read_eap_ig(path_or_obj: Any, *, meta: dict[str, Any] | None = None) -> tupl
     from circuitdb.circuits.circuit import Circuit
 
     f = parse_eap_ig(path_or_obj)
+    ext = (f.model_extra or {}).get("circuitdb") or {}
+    if not isinstance(ext, dict):
+        raise GraphValidationError("EAP-IG graph field 'circuitdb' is not an object")
     L, H = f.cfg.n_layers, f.cfg.n_heads
     triples = []
     for name, e in f.edges.items():
@@ -282,13 +294,14 @@ def read_eap_ig(path_or_obj: Any, *, meta: dict[str, Any] | None = None) -> tupl
         head = int(key.split(".")[1]) if kind == "head" else -1
         score = f.nodes[n].score if n in f.nodes else None
         rows.append({"key": key, "kind": kind, "layer": layer, "head": head,
-                     "influence": np.nan if score is None else score})
+                     "influence": np.nan if score is None else score, **ext.get("nodes", {}).get(n, {})})
     src = np.array([idx[p] for p, *_ in triples], dtype=np.int64)
     dst = np.array([idx[c] for _, c, *_ in triples], dtype=np.int64)
     w = np.array([t[3] for t in triples], dtype=np.float64)
     ch = np.array([CHANNELS.index(t[2]) for t in triples], dtype=np.int8)
-    m = {"model": "unknown", "granularity": "component", "method": "eap-ig-import", "metric": "",
-         **(meta or {}), "eap_ig_cfg": f.cfg.model_dump()}
+    m = dict(ext["meta"]) if "meta" in ext else {
+        "model": "unknown", "granularity": "component", "method": "eap-ig-import", "metric": "",
+        **(meta or {}), "eap_ig_cfg": f.cfg.model_dump()}
     graph = AttributionGraph(pd.DataFrame(rows), src, dst, w, ch, m)
     in_e = np.array([t[4] for t in triples], dtype=bool)
     in_n = np.array([n == "logits" or (n in f.nodes and f.nodes[n].in_graph) for n in names], dtype=bool)

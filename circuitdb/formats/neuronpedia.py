@@ -23,7 +23,6 @@ Conventions (stated once):
 
 from __future__ import annotations
 
-import math
 import re
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
@@ -34,9 +33,9 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from circuitdb.errors import ConfigError, GraphValidationError, one_of
 from circuitdb.formats._common import (
-    cumulative_scores, finite_or_none, graph_influence, read_json, validation_message,
+    cumulative_scores, finite_or_none, graph_influence, native_row, read_json, validation_message,
 )
-from circuitdb.graph import CHANNELS, FLOAT_COLUMNS, INT_COLUMNS, NODE_COLUMNS, AttributionGraph, encode_channels
+from circuitdb.graph import CHANNELS, AttributionGraph, encode_channels
 
 FEATURE_TYPES = {"feature": "cross layer transcoder", "error": "mlp reconstruction error",
                  "mlp": "mlp reconstruction error", "embed": "embedding", "logit": "logit", "head": "attention head"}
@@ -111,7 +110,7 @@ def to_neuronpedia(graph: Any, *, slug: str | None = None, scan: str | None = No
     if heads not in HEAD_MODES:
         raise ConfigError(one_of(heads, HEAD_MODES, "heads mode"))
     kinds = set(graph.nodes["kind"])
-    if kinds & {"head"} and not kinds & {"feature", "error"} or graph.meta.get("granularity") == "component":
+    if graph.meta.get("granularity") == "component" or ("head" in kinds and not kinds & {"feature", "error"}):
         raise ConfigError(f"graph {graph.id!r} is a component graph; Neuronpedia files hold feature graphs "
                           "(export component graphs with --format eap-ig)")
     if heads == "collapse" and "head" in kinds:
@@ -148,16 +147,14 @@ def to_neuronpedia(graph: Any, *, slug: str | None = None, scan: str | None = No
         elif kind == "head":
             head_no += 1
             n["feature"] = -1 - head_no
-        n["circuitdb"] = _native_row(rec)
+        n["circuitdb"] = native_row(rec)
         out_nodes.append(n)
-    keys = nodes["key"].to_numpy()
     links = []
     for s, t, w, c in zip(graph.src.tolist(), graph.dst.tolist(), graph.weight.tolist(), graph.channel.tolist()):
         link = {"source": ids[s], "target": ids[t], "weight": w}
         if c:
             link["channel"] = CHANNELS[c]
         links.append(link)
-    del keys
     nt = node_threshold if node_threshold is not None else params.get("node_threshold")
     et = edge_threshold if edge_threshold is not None else params.get("edge_threshold")
     meta = graph.meta
@@ -184,21 +181,6 @@ def write_neuronpedia(graph: Any, path: str | Path, **kwargs: Any) -> Path:
     path = Path(path)
     path.write_text(json.dumps(to_neuronpedia(graph, **kwargs), allow_nan=False))
     return path
-
-
-def _native_row(rec: dict[str, Any]) -> dict[str, Any]:
-    out = {}
-    for c in NODE_COLUMNS:
-        v = rec[c]
-        if c in INT_COLUMNS:
-            if int(v) != -1:
-                out[c] = int(v)
-        elif c in FLOAT_COLUMNS:
-            if not math.isnan(v):
-                out[c] = float(v)
-        elif v != "":
-            out[c] = str(v)
-    return out
 
 
 def _cumulative(graph: AttributionGraph, reference: AttributionGraph | None) -> np.ndarray:

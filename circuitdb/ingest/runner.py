@@ -110,6 +110,7 @@ class _Writer(threading.Thread):
             n_edges = sum(g.n_edges for g in batch)
             s.edges += n_edges
             s.nodes += sum(g.n_nodes for g in batch)
+            log.debug("ingest: wrote %d graph(s), %d edges in one transaction (%.3f s)", len(batch), n_edges, dt)
             self.on_event("written", {"graphs": len(batch), "edges": n_edges, "seconds": dt})
 
     def put(self, batch: list) -> None:

@@ -33,6 +33,7 @@ def page_data(obj: Any, *, max_edges: int = 5000) -> dict[str, Any]:
     lay = layout(obj, max_edges=max_edges)
     nodes = graph.nodes
     elements: list[dict[str, Any]] = []
+    y_scale = max(Y_SCALE, 0.5 * lay.n_cols * X_SCALE / max(lay.n_rows - 1, 1))  # wide graphs: keep rows apart
     recs = nodes[list(_NODE_FIELDS)].to_dict("records")
     for i, rec in enumerate(recs):
         d = {"id": str(lay.keys[i]), "label": lay.labels[i], "colour": KIND_COLOURS.get(lay.kinds[i], "#777")}
@@ -41,7 +42,7 @@ def page_data(obj: Any, *, max_edges: int = 5000) -> dict[str, Any]:
                                                                    and v == -1):
                 continue
             d[k] = v.item() if hasattr(v, "item") else v
-        elements.append({"data": d, "position": {"x": float(lay.x[i]) * X_SCALE, "y": -float(lay.y[i]) * Y_SCALE}})
+        elements.append({"data": d, "position": {"x": float(lay.x[i]) * X_SCALE, "y": -float(lay.y[i]) * y_scale}})
     keys = lay.keys
     for j, e in enumerate(lay.edges.tolist()):
         w = float(graph.weight[e])

@@ -36,8 +36,9 @@ class Layout:
     labels: list[str]
     edges: np.ndarray  # indices into the graph's edge arrays, strongest first
     width: np.ndarray  # per drawn edge, 0..1 of the strongest
-    n_cols: int
+    n_cols: float  # total width in column units (a position's block widens with its busiest cell)
     n_rows: int
+    col_centres: np.ndarray
     row_names: list[str]
     col_names: list[str]
     title: str
@@ -86,15 +87,17 @@ def layout(obj: Any, *, max_edges: int = 2000) -> Layout:
     cells: dict[tuple[int, int], list[int]] = {}
     for i in order:
         cells.setdefault((int(layer[i]), int(pos[i]) if has_pos else 0), []).append(int(i))
-    n_cols = int(pos.max()) + 1 if has_pos else 1
+    n_pos = int(pos.max()) + 1 if has_pos else 1
+    widest = np.ones(n_pos)
     for (_, p), members in cells.items():
-        k = len(members)
-        base = max(p, 0) if has_pos else 0
+        widest[max(p, 0)] = max(widest[max(p, 0)], len(members))
+    col_w = np.maximum(1.0, 0.3 * widest) if has_pos else np.array([float(widest.max())])
+    col_start = np.concatenate([[0.0], np.cumsum(col_w)[:-1]])
+    for (_, p), members in cells.items():
+        k, c = len(members), max(p, 0)
         for j, i in enumerate(members):
-            x[i] = base + (j + 0.5) / k if k > 1 else base + 0.5
-    if not has_pos:
-        n_cols = max((len(m) for m in cells.values()), default=1)
-        x *= n_cols
+            x[i] = col_start[c] + col_w[c] * (j + 0.5) / k
+    n_cols = float(col_w.sum())
     strength = np.abs(graph.weight)
     edges = np.argsort(-strength, kind="stable")[:max_edges]
     top = float(strength[edges[0]]) if len(edges) else 1.0
@@ -105,8 +108,8 @@ def layout(obj: Any, *, max_edges: int = 2000) -> Layout:
     if has_pos:
         emb = nodes[kinds == "embed"]
         tok = {int(p): short(lab, 12) for p, lab in zip(emb["pos"], emb["label"]) if lab}
-        col_names = [tok.get(p, str(p)) for p in range(n_cols)]
+        col_names = [tok.get(p, str(p)) for p in range(n_pos)]
     if len(edges) < graph.n_edges:
         title += f" — {len(edges):,} strongest of {graph.n_edges:,} edges"
     return Layout(nodes["key"].to_numpy(), kinds, x, y, node_labels(nodes), edges, width, n_cols,
-                  len(layers), row_names, col_names, title)
+                  len(layers), col_start + col_w / 2, row_names, col_names, title)

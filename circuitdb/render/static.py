@@ -30,7 +30,7 @@ def render_static(obj: Any, path: str | Path, *, size: tuple[int, int] | None = 
     lay = layout(obj, max_edges=max_edges)
     graph = obj.graph if hasattr(obj, "source_graph_id") else obj
     if size is None:
-        size = (int(np.clip(160 * lay.n_cols + 200, 800, 4000)), int(np.clip(110 * lay.n_rows + 160, 500, 3000)))
+        size = (int(np.clip(110 * lay.n_cols + 200, 800, 4000)), int(np.clip(110 * lay.n_rows + 160, 500, 3000)))
     fig = plt.figure(figsize=(size[0] / dpi, size[1] / dpi), dpi=dpi)
     ax = fig.add_axes((0.06, 0.06, 0.92, 0.86))
     e = lay.edges
@@ -54,7 +54,7 @@ def render_static(obj: Any, path: str | Path, *, size: tuple[int, int] | None = 
     ax.set_ylim(-0.7, max(lay.n_rows - 1, 0) + 0.6)
     ax.set_yticks(range(lay.n_rows), lay.row_names)
     if lay.col_names:
-        ax.set_xticks(np.arange(lay.n_cols) + 0.5, lay.col_names, fontsize=7)
+        ax.set_xticks(lay.col_centres, lay.col_names, fontsize=7)
     else:
         ax.set_xticks([])
     for side in ("top", "right"):

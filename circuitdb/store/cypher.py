@@ -32,7 +32,7 @@ LB_SCHEMA_VERSION = 2
 LB_SCHEMA = (
     "CREATE NODE TABLE IF NOT EXISTS Graph(sid STRING PRIMARY KEY, id STRING, current BOOLEAN, seq INT64, "
     "written_at STRING, model STRING, granularity STRING, method STRING, metric STRING, prompt STRING, meta STRING, "
-    "n_nodes INT64, n_edges INT64, created_at STRING, schema_version INT64, circuitdb_version STRING)",
+    "n_nodes INT64, n_edges INT64, created_at STRING, schema_version INT64, circuitdb_version STRING, step INT64)",
     "CREATE NODE TABLE IF NOT EXISTS Node(uid STRING PRIMARY KEY, sid STRING, graph_id STRING, idx INT64, "
     "name STRING, key STRING, kind STRING, layer INT64, head INT64, pos INT64, feature INT64, token INT64, "
     "dictionary STRING, label STRING, activation DOUBLE, influence DOUBLE, direct_logit DOUBLE, "
@@ -50,6 +50,8 @@ LB_SCHEMA = (
 LB_TABLES = ("Graph", "Node", "ATTRIBUTES", "Unit", "INSTANCE_OF", "Circuit", "INCLUDES", "StoreInfo")
 LB_TABLE_NAMES = "CALL show_tables() RETURN name"
 LB_GRAPH_COLUMNS = "CALL table_info('Graph') RETURN name"
+#: Graph.step (the checkpoint step a graph was computed on; queries/circuit_emergence.cypher) for older stores
+LB_ADD_GRAPH_STEP = "ALTER TABLE Graph ADD step INT64"
 LB_GET_INFO = "MATCH (i:StoreInfo) WHERE i.key = $key RETURN i.value AS value"
 LB_SET_INFO = "MERGE (i:StoreInfo {key: $key}) SET i.value = $value"
 
@@ -115,8 +117,6 @@ READ_GRAPH_PROPS = (
     "g.seq AS seq ORDER BY seq DESC"
 )
 COUNT_GRAPH = f"{_current_graph()} RETURN count(g) AS n"
-#: the storage id of ``$graph_id``'s current version (node uids are ``sid/key``)
-CURRENT_SID = f"{_current_graph()} RETURN g.sid AS sid"
 LIST_GRAPHS = (
     "MATCH (g:Graph) WHERE g.current = true RETURN g.id AS id, g.model AS model, g.granularity AS granularity, "
     "g.method AS method, g.metric AS metric, g.prompt AS prompt, g.n_nodes AS n_nodes, g.n_edges AS n_edges, "
@@ -268,6 +268,7 @@ RETURN count(n) AS n"""
 # Feature descriptions attached after a graph was stored (circuitdb.formats.labels): plain Cypher both stores run.
 #: the portable statements that write (every other unprefixed statement is a read; tests/store/test_readonly.py)
 PORTABLE_WRITES = ("SET_NODE_LABELS",)
+LABEL_TARGETS = "UNWIND $uids AS x MATCH (n:Node {uid: x}) RETURN n.uid AS uid, n.key AS key, n.kind AS kind"
 SET_NODE_LABELS = """UNWIND $rows AS r
 MATCH (n:Node {uid: r.uid})
 SET n.label = r.label, n.name = r.name

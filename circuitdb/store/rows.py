@@ -52,7 +52,7 @@ EDGE_PROPS = ("weight", "abs_weight", "channel")
 UNIT_PROPS = ("uid", "model", "kind", "layer", "head", "dictionary", "feature")
 GRAPH_PROPS = (
     "sid", "id", "current", "seq", "written_at", "model", "granularity", "method", "metric", "prompt", "meta",
-    "n_nodes", "n_edges", "created_at", "schema_version", "circuitdb_version",
+    "n_nodes", "n_edges", "created_at", "schema_version", "circuitdb_version", "step",
 )
 CIRCUIT_PROPS = ("uid", "name", "graph_id", "method", "params", "scores", "n_nodes", "n_edges", "edges", "created_at")
 LIST_GRAPHS_COLUMNS = ("id", "model", "granularity", "method", "metric", "prompt", "n_nodes", "n_edges", "created_at")
@@ -354,8 +354,15 @@ def graph_props(graph: AttributionGraph, meta_or_id: dict[str, Any] | str | None
         "method": _text(meta.get("method")), "metric": _text(meta.get("metric")), "prompt": _text(meta.get("prompt")),
         "meta": json.dumps(meta, sort_keys=True), "n_nodes": int(graph.n_nodes), "n_edges": int(graph.n_edges),
         "created_at": _text(meta.get("created_at")), "schema_version": int(meta.get("schema_version") or 0),
-        "circuitdb_version": _text(meta.get("circuitdb_version")),
+        "circuitdb_version": _text(meta.get("circuitdb_version")), "step": checkpoint_step(meta),
     }
+
+
+def checkpoint_step(meta: dict[str, Any]) -> int | None:
+    """The training step of the checkpoint a graph was computed on (``meta["checkpoint"]``), or None."""
+    ck = meta.get("checkpoint")
+    value = ck.get("value") if isinstance(ck, dict) else None
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def meta_from_props(props: dict[str, Any]) -> dict[str, Any]:

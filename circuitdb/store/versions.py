@@ -92,6 +92,8 @@ def check_schema(store: "EmbeddedStore") -> None:
     if not store.read_only:
         for stmt in cy.LB_SCHEMA:
             store._exec(stmt)
+        if "step" not in store._df(cy.LB_GRAPH_COLUMNS)["name"].tolist():  # stores from before Graph.step
+            store._exec(cy.LB_ADD_GRAPH_STEP)
 
 
 # ---------------------------------------------------------------------------------------------------- counts
@@ -181,7 +183,7 @@ def _relink_circuits(store: "EmbeddedStore", graph_id: str, graph: "AttributionG
 def _graph_table(props: list[dict[str, Any]]) -> Any:
     import pyarrow as pa
 
-    ints = {"seq", "n_nodes", "n_edges", "schema_version"}
+    ints = {"seq", "n_nodes", "n_edges", "schema_version", "step"}
     types = {c: pa.int64() if c in ints else pa.bool_() if c == "current" else pa.string() for c in rw.GRAPH_PROPS}
     return pa.table({c: pa.array([p[c] for p in props], type=types[c]) for c in rw.GRAPH_PROPS})
 

@@ -116,7 +116,8 @@ class PromptPairs:
         ``d_vocab``, answers within the output vocabulary ``d_vocab_out`` (default ``d_vocab``)."""
         if self.seq_len > n_ctx:
             raise ConfigError(f"dataset {self.name!r}: prompts have {self.seq_len} tokens, the model's n_ctx is "
-                              f"{n_ctx} (shorten them, or truncate explicitly, e.g. jsonl_task(..., truncate=True))")
+                              f"{n_ctx} (shorten them, or truncate explicitly: --truncate on the CLI, "
+                              "truncate=True in jsonl_task)")
         d_out = d_vocab if d_vocab_out is None or d_vocab_out <= 0 else d_vocab_out
         for nm, hi, what in (("clean", d_vocab, "input vocabulary"), ("corrupted", d_vocab, "input vocabulary"),
                              ("answer", d_out, "output vocabulary"), ("wrong", d_out, "output vocabulary")):

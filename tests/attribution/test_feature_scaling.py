@@ -79,3 +79,19 @@ def test_dtype_follows_the_model():
     g32 = attribute_features(m32, prompt(), random_dictionaries(m32, "transcoder", width=16, seed=1), heads=False,
                              prune=None, progress=False)
     assert g32.meta["params"]["dtype"] == "float32"
+
+
+def test_bfloat16_runs_with_float32_accumulation(model):
+    """A half-precision model: frozen values in bf16, the linear backward in float32; close to the float64 graph."""
+    dicts = random_dictionaries(model, "transcoder", width=24, seed=3)
+    rm = ReplacementModel.build(model, prompt(), dicts, dtype=torch.bfloat16)
+    assert rm.model_dtype == torch.bfloat16 and rm.dtype == torch.float32 and rm.active[0].dec.dtype == torch.float32
+    ref = attribute_features(model, prompt(), dicts, heads=False, prune=None, progress=False)
+    g = attribute_features(model, prompt(), dicts, heads=False, prune=None, progress=False, dtype="bfloat16")
+    assert g.meta["params"]["dtype"] == "bfloat16"
+    a = dict(zip(zip(ref.keys[ref.src], ref.keys[ref.dst]), ref.weight))
+    b = dict(zip(zip(g.keys[g.src], g.keys[g.dst]), g.weight))
+    common = set(a) & set(b)
+    assert len(common) >= 0.8 * len(a)
+    top = sorted(a, key=lambda k: -abs(a[k]))[:50]
+    assert np.corrcoef([a[k] for k in top if k in b], [b[k] for k in top if k in b])[0, 1] > 0.95

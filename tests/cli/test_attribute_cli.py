@@ -42,7 +42,7 @@ def test_attribute_jsonl_data(tmp_path) -> None:  # noqa: ANN001
             for _ in range(4)]
     path.write_text("\n".join(json.dumps(r) for r in rows))
     uri = f"embedded:{tmp_path / 'db'}"
-    res = runner.invoke(app, ["attribute", "--model", "random-attn-1l", "--data", str(path), "--method", "patching",
+    res = runner.invoke(app, ["attribute", "--model", "random-attn-1l", "--task", str(path), "--method", "patching",
                               "--store", uri, "--graph-id", "cli-jsonl", "--no-progress"])
     assert res.exit_code == 0, res.output
     with open_store(uri) as st:
@@ -51,8 +51,7 @@ def test_attribute_jsonl_data(tmp_path) -> None:  # noqa: ANN001
 
 
 @pytest.mark.parametrize("args,match", [
-    (["--task", "induction", "--data", "x.jsonl"], "exactly one of --task NAME or --data"),
-    ([], "exactly one of --task NAME or --data"),
+    ([], "component graphs need --task NAME or --task FILE.jsonl"),
     (["--task", "induction", "--granularity", "edge"], "unknown granularity 'edge'"),
     (["--task", "induction", "--method", "acdc"], "unknown attribution method 'acdc'"),
     (["--granularity", "feature", "--tokens", "3,x"], "comma-separated integers"),

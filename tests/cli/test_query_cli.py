@@ -63,8 +63,8 @@ def test_prune_and_save(store_uri):
         assert rec["method"] == "topn"
     r = cli("prune", "g1", "--method", "bogus", "--store", store_uri)
     assert isinstance(r.exception, ConfigError) and "influence" in str(r.exception)
-    r = cli("prune", "g1", "--store", store_uri)  # influence by default
-    assert r.exit_code == 0 and "influence" in r.output
+    r = cli("prune", "g1", "--store", store_uri)  # a component graph: greedy to 5% of the edges by default
+    assert r.exit_code == 0 and "by greedy" in r.output
 
 
 def test_eval_saved_circuit_on_toy_model(tmp_path):

@@ -53,7 +53,8 @@ def component_graph(*, n_layers: int = 2, n_heads: int = 2, attn_only: bool = Fa
     rng = np.random.default_rng(seed)
     rows = [dict(key="E", kind="embed", layer=-1)]
     for l in range(n_layers):
-        rows += [dict(key=f"A{l}.{h}", kind="head", layer=l, head=h) for h in range(n_heads)]
+        rows += [dict(key=f"A{l}.{h}", kind="head", layer=l, head=h, prev_token_score=0.25 * h)
+                 for h in range(n_heads)]
         if not attn_only:
             rows.append(dict(key=f"M{l}", kind="mlp", layer=l))
     rows.append(dict(key="LOGITS", kind="logit", layer=n_layers))

@@ -73,6 +73,8 @@ def test_store_labels_and_cli(tmp_path):
         assert (n, unused) == (8, 1)
         lab = s.read_graph("g-feat").nodes.set_index("key")["label"]
         assert lab["F1:107@0"] == 'numbers, "quoted"' and lab["F0:0@0"] == "the word 'cat'"
+        names = s.run("MATCH (n:Node) WHERE n.key = $k RETURN n.name AS name", {"k": "F0:14@2"})["name"].tolist()
+        assert names and set(names) == {'F0:14@2 "Paris"'}  # the Browser caption follows the label
         with pytest.raises(ConfigError, match="no node"):
             s.set_node_labels("g-feat", {"F0:0@0": "x", "nope": "y"})
         assert s.read_graph("g-feat").nodes.set_index("key")["label"]["F0:0@0"] == "the word 'cat'"
@@ -83,3 +85,25 @@ def test_store_labels_and_cli(tmp_path):
     assert "labelled 4 feature node(s)" in r.output
     with EmbeddedStore(tmp_path / "db") as s:
         assert s.read_graph("g-feat").nodes.set_index("key")["label"]["F0:7@3"] == "seven"
+
+
+@pytest.mark.neo4j
+def test_labels_on_live_neo4j(neo4j_server, tmp_path):
+    import uuid
+
+    from circuitdb.store.neo4j import Neo4jStore
+
+    g = feature_graph()
+    gid = f"circuitdb-labels-{uuid.uuid4().hex[:8]}"
+    p = tmp_path / "labels.csv"
+    p.write_text(CSV)
+    with Neo4jStore().connect() as s:
+        try:
+            s.write_graph(g, graph_id=gid)
+            assert label_stored_graph(s, gid, read_labels(p)) == (8, 1)
+            lab = s.read_graph(gid).nodes.set_index("key")["label"]
+            assert lab["F1:107@2"] == 'numbers, "quoted"' and lab["F0:14@0"] == "Paris"
+            with pytest.raises(ConfigError, match="no node"):
+                s.set_node_labels(gid, {"nope": "y"})
+        finally:
+            s.delete_graph(gid)

@@ -59,6 +59,9 @@ def test_layout_matches_circuit_tracer(graph):
     assert top["token_prob"] == 0.6 and top["influence"] is None
     assert by_id["0_error_mlp_1"]["feature_type"] == "mlp reconstruction error"
     assert by_id["0_0_0"]["clerp"] == "the word 'cat'"
+    # circuit-tracer's own frontend Node model: feature an int (never null), layer a string, jsNodeId present
+    assert all(isinstance(n["feature"], int) and isinstance(n["layer"], str) and n["jsNodeId"] for n in doc["nodes"])
+    assert all("(p=" in n["clerp"] for n in doc["nodes"] if n["feature_type"] == "logit")  # the viewer parses it
     md = doc["metadata"]
     assert md["prompt_tokens"] == [" tok0", " tok1", " tok2", " tok3"] and md["prompt"] == "a b c d"
     assert md["pruning_settings"] == {"node_threshold": 0.8, "edge_threshold": 0.98}

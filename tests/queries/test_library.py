@@ -262,7 +262,7 @@ def test_query_files_and_typos(store, tmp_path):
     f.write_text("// mine: count a graph's nodes\n// @param graph_id: string   the graph\n"
                  "MATCH (n:Node {graph_id: $graph_id}) RETURN count(n) AS n\n")
     assert int(query(store, str(f), graph_id="big")["n"].iat[0]) == store.graphs["big"].n_nodes
-    with pytest.raises(QueryError, match="valid options: compare_graphs"):
+    with pytest.raises(QueryError, match="valid options: circuit_emergence, compare_graphs"):
         query(store, "top-edges", graph_id="big")
     bad = tmp_path / "bad.cypher"
     bad.write_text("// bad: uses an undeclared parameter\nMATCH (n:Node {graph_id: $gid}) RETURN n\n")

@@ -79,3 +79,18 @@ def test_all_zero_warning_names_the_metric_gradient(caplog: pytest.LogCaptureFix
         g = circuitdb.attribute(model, ds, method="eap-ig+patching", metric=metric, ablation="zero", progress=False,
                                 head_stats=False)
     assert not caplog.records and edge_auc(g, "hist") >= 0.95
+
+
+def test_attribute_cli_runs_the_verified_method(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from circuitdb.cli import app
+    from circuitdb.store.base import open_store
+
+    uri = f"embedded:{tmp_path / 'db'}"
+    r = CliRunner().invoke(app, ["attribute", "--model", "toy-induction-2l", "--task", "induction", "--n", "4",
+                                 "--method", "eap-ig+patching", "--graph-id", "ver", "--store", uri])
+    assert r.exit_code == 0, r.output
+    with open_store(uri) as st:
+        g = st.read_graph("ver")
+    assert g.meta["method"] == "eap-ig+patching" and g.meta["scores"]["n_verified"] > 0
