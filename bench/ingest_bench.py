@@ -81,6 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if a.component:
             results["component"] = run(toy_induction_job(a.component), f"embedded:{tmp}/component")
+            sys.stderr.write(json.dumps(results["component"], default=float) + "\n")
         if a.baseline:
             results["baseline"] = baseline(a.baseline, f"embedded:{tmp}/baseline")
             if "component" in results:

@@ -12,6 +12,27 @@ from circuitdb.cli.common import STORE_OPTION
 
 def register(app: typer.Typer) -> None:
     app.command("ingest")(ingest)
+    app.command("export-neo4j-import")(export_neo4j_import)
+
+
+def export_neo4j_import(
+    folder: Path = typer.Argument(..., help="Folder for the CSV files (created)."),
+    store: str = STORE_OPTION,
+    force: bool = typer.Option(False, "--force", help="Replace files in a non-empty folder."),
+) -> None:
+    """Write every current graph as CSV files for `neo4j-admin database import` (bulk backfills; docs/scale.md)."""
+    from rich.console import Console
+
+    from circuitdb.cli.common import open_cli_store
+    from circuitdb.ingest.neo4j_import import export_neo4j_import as export
+
+    st = open_cli_store(store)
+    try:
+        counts = export(st, folder, overwrite=force)
+    finally:
+        st.close()
+    Console(highlight=False).print(f"wrote {folder}: " + ", ".join(f"{v} {k}" for k, v in counts.items())
+                                   + " (see docs/scale.md for the neo4j-admin command)", markup=False)
 
 
 def ingest(

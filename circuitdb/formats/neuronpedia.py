@@ -110,7 +110,7 @@ def to_neuronpedia(graph: Any, *, slug: str | None = None, scan: str | None = No
     if heads not in HEAD_MODES:
         raise ConfigError(one_of(heads, HEAD_MODES, "heads mode"))
     kinds = set(graph.nodes["kind"])
-    if kinds & {"head"} and not kinds & {"feature", "error"} or graph.meta.get("granularity") == "component":
+    if graph.meta.get("granularity") == "component" or ("head" in kinds and not kinds & {"feature", "error"}):
         raise ConfigError(f"graph {graph.id!r} is a component graph; Neuronpedia files hold feature graphs "
                           "(export component graphs with --format eap-ig)")
     if heads == "collapse" and "head" in kinds:
@@ -149,14 +149,12 @@ def to_neuronpedia(graph: Any, *, slug: str | None = None, scan: str | None = No
             n["feature"] = -1 - head_no
         n["circuitdb"] = native_row(rec)
         out_nodes.append(n)
-    keys = nodes["key"].to_numpy()
     links = []
     for s, t, w, c in zip(graph.src.tolist(), graph.dst.tolist(), graph.weight.tolist(), graph.channel.tolist()):
         link = {"source": ids[s], "target": ids[t], "weight": w}
         if c:
             link["channel"] = CHANNELS[c]
         links.append(link)
-    del keys
     nt = node_threshold if node_threshold is not None else params.get("node_threshold")
     et = edge_threshold if edge_threshold is not None else params.get("edge_threshold")
     meta = graph.meta

@@ -147,7 +147,10 @@ class SourceContext:
         if spec.attribution.granularity == "feature":
             from circuitdb.dictionaries.load import load_dictionaries
 
-            dicts = tuple(load_dictionaries(spec.attribution.dictionaries, model, dtype=_feature_dtype(spec)))
+            from circuitdb.models.dtypes import torch_dtype
+
+            dicts = tuple(load_dictionaries(spec.attribution.dictionaries, model,
+                                            dtype=torch_dtype(_feature_dtype(spec))))
         log.info("loaded %s (%s): %d prompts", source.label, model_id(model), len(dataset))
         return cls(plan, source, model, dataset, dicts, model_id(model), checkpoint_of(model),
                    tuple(dictionary_id(d) for d in dicts))

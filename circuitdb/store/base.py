@@ -122,23 +122,37 @@ class GraphStore(ABC):
 
     # -------------------------------------------------------------- labels (formats engineer; additive)
     def set_node_labels(self, graph_id: str, labels: dict[str, str]) -> int:
-        """Set the ``label`` of nodes of ``graph_id`` by node key (feature descriptions, see
-        :mod:`circuitdb.formats.labels`); returns how many nodes changed. Unknown keys raise ConfigError."""
+        """Set the ``label`` (and the Browser caption ``name`` made from it) of nodes of ``graph_id`` by node key
+        (feature descriptions, see :mod:`circuitdb.formats.labels`); returns how many nodes changed. Unknown keys
+        raise ConfigError before anything is written."""
+        import pandas as pd
+
+        from circuitdb.graph import AttributionGraph
         from circuitdb.store import cypher as cy
-        from circuitdb.store.rows import check_graph_id, node_uid
+        from circuitdb.store.rows import check_graph_id, node_names, node_uid
 
         check_graph_id(graph_id)
         if not self.has_graph(graph_id):
             raise GraphNotFoundError(f"no graph {graph_id!r} in {getattr(self, 'uri', 'the store')}")
-        rows = [{"uid": node_uid(graph_id, str(k)), "label": str(v)} for k, v in labels.items()]
-        if not rows:
+        if not labels:
             return 0
-        found = set(self.run(cy.EXISTING_NODES, {"uids": [r["uid"] for r in rows]})["uid"])
-        missing = [k for k, r in zip(labels, rows) if r["uid"] not in found]
+        prefix = self._node_uid_prefix(graph_id)
+        uids = {node_uid(prefix, str(k)): str(v) for k, v in labels.items()}
+        found = self.run(cy.LABEL_TARGETS, {"uids": list(uids)})
+        missing = sorted(set(uids) - set(found["uid"]))
         if missing:  # checked before writing: a bad key writes nothing
-            raise ConfigError(f"graph {graph_id!r} has no node(s) {missing[:5]}; no label was set")
+            raise ConfigError(f"graph {graph_id!r} has no node(s) {[u[len(prefix) + 1:] for u in missing][:5]}; "
+                              "no label was set")
+        found = found.assign(label=found["uid"].map(uids))
+        names = node_names(AttributionGraph(pd.DataFrame(found[["key", "kind", "label"]]), [], [], [], validate=False,
+                                            meta={"id": graph_id}))
+        rows = [{"uid": u, "label": lab, "name": str(nm)} for u, lab, nm in zip(found["uid"], found["label"], names)]
         n = self.run(cy.SET_NODE_LABELS, {"rows": rows}, write=True)
         return int(n["n"].iat[0]) if len(n) else 0
+
+    def _node_uid_prefix(self, graph_id: str) -> str:
+        """What node uids of ``graph_id`` start with (``graph_id``; versioned stores: the current version)."""
+        return graph_id
 
 
 def open_store(uri: str | None = None, **kwargs: Any) -> GraphStore:

@@ -370,3 +370,9 @@ class EmbeddedStore(GraphStore):
             props = found.iloc[0].to_dict()
             keys = self._df(cy.CIRCUIT_NODE_KEYS, {"uid": props["uid"]})["key"].tolist()
         return rw.circuit_record(props, keys)
+
+    # ------------------------------------------------------------------ labels (formats engineer; additive)
+    def _node_uid_prefix(self, graph_id: str) -> str:
+        """Node uids are ``sid/key``: labels go on the current version."""
+        with self._errors(f"reading graph {graph_id!r} from"), self._transaction(read_only=True):
+            return str(self._current(graph_id)["sid"])

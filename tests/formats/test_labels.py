@@ -73,6 +73,8 @@ def test_store_labels_and_cli(tmp_path):
         assert (n, unused) == (8, 1)
         lab = s.read_graph("g-feat").nodes.set_index("key")["label"]
         assert lab["F1:107@0"] == 'numbers, "quoted"' and lab["F0:0@0"] == "the word 'cat'"
+        names = s.run("MATCH (n:Node) WHERE n.key = $k RETURN n.name AS name", {"k": "F0:14@2"})["name"].tolist()
+        assert names and set(names) == {'F0:14@2 "Paris"'}  # the Browser caption follows the label
         with pytest.raises(ConfigError, match="no node"):
             s.set_node_labels("g-feat", {"F0:0@0": "x", "nope": "y"})
         assert s.read_graph("g-feat").nodes.set_index("key")["label"]["F0:0@0"] == "the word 'cat'"

@@ -122,3 +122,37 @@ def test_recurring_units_over_an_ingested_store_find_the_induction_head(tmp_path
         strong = circuitdb.query(st, "recurring_units", kind="head", min_weight=0.3, limit=3)
     assert s.written == 8 and len(top) == 8  # every head in all 8 graphs
     assert strong.iloc[0]["layer"] == 1 and strong.iloc[0]["head"] == 2 and strong.iloc[0]["n_graphs"] == 8
+
+
+def test_cli_ingest_check_run_and_rerun(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from circuitdb.cli import app
+
+    job = tmp_path / "tiny.toml"
+    job.write_text('[model]\nname = "toy-induction-2l"\n[data]\ntask = "induction"\nn = 3\n'
+                   '[attribution]\nmethod = "eap"\nhead_stats = false\n')
+    store = f"embedded:{tmp_path}/st"
+    r = CliRunner().invoke(app, ["ingest", str(job), "--check"])
+    assert r.exit_code == 0 and '"name": "tiny"' in r.output
+    r = CliRunner().invoke(app, ["ingest", str(job), "--store", store, "-q"])
+    assert r.exit_code == 0, r.output
+    out = " ".join(r.output.split())
+    assert "3 graph(s) written" in out and "0 already stored" in out
+    r = CliRunner().invoke(app, ["ingest", str(job), "--store", store, "-q", "--shard", "1/2"])
+    out = " ".join(r.output.split())
+    assert r.exit_code == 0 and "0 graph(s) written" in out and "1 already stored" in out
+    job.write_text(job.read_text() + "batch = 3\n")
+    r = CliRunner().invoke(app, ["ingest", str(job), "--store", store])
+    assert r.exit_code != 0 and "unknown key 'attribution.batch'" in str(r.exception)
+
+
+def test_feature_job_stores_pruned_graphs(tmp_path: Path) -> None:
+    from circuitdb.ingest.examples import toy_ioi_feature_job
+
+    s = run_job(toy_ioi_feature_job(n=2, max_feature_nodes=16), store=f"embedded:{tmp_path}/st")
+    assert s.written == 2
+    with open_store(f"embedded:{tmp_path}/st") as st:
+        g = st.read_graph(s.graph_ids[0])
+    assert g.meta["granularity"] == "feature" and len(g.meta["dictionary_ids"]) == 3
+    assert g.meta["pruned"]["method"] == "influence" and g.n_edges <= g.meta["pruned"]["raw_edges"]
