@@ -143,7 +143,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--nodes", type=int, default=20_000)
     ap.add_argument("--edges", type=int, default=1_000_000)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--neo4j", action="store_true", help="only the Neo4j row (see neo4j_row); try --edges 200000")
     args = ap.parse_args(argv)
+    if args.neo4j:
+        return neo4j_row(synthetic(args.nodes, args.edges), args.repeat)
 
     t = time.perf_counter()
     graph = synthetic(args.nodes, args.edges)
@@ -208,6 +211,50 @@ def main(argv: list[str] | None = None) -> int:
               f"{t_rewrite:.2f} s")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+def neo4j_row(graph: AttributionGraph, repeat: int) -> int:
+    """Neo4j write throughput next to the embedded store's, same graph, same run: ``Neo4jStore.write_graph`` (chunk
+    transactions of 20k rows + the flip; a rewrite also collects the old version) against ``$CIRCUITDB_NEO4J_URI`` or
+    the local server of tools/neo4j-server (started here with a 1 GB heap, default JIT)."""
+    import os
+
+    from circuitdb.store.neo4j import Neo4jStore
+
+    server = None
+    if not os.environ.get("CIRCUITDB_NEO4J_URI"):
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+        from neo4j_server import LocalNeo4j
+
+        server = LocalNeo4j(java_opts="-Xms1g -Xmx1g -XX:+UseSerialGC").start()
+        os.environ.update(server.env())
+        print(f"local Neo4j 5.26 started in {server.start_seconds:.1f} s")
+    print(f"graph: {graph.n_nodes:,} nodes, {graph.n_edges:,} edges")
+    tmp = Path(tempfile.mkdtemp(prefix="circuitdb-bench-"))
+    try:
+        with Neo4jStore() as store:
+            store.init()
+            for r in range(repeat):
+                t0 = clock()
+                store.write_graph(graph, graph_id=f"bench-{r}")
+                neo = since(t0)
+                emb = time_ours(graph, tmp / f"emb{r}")
+                print(f"  run {r} (wall/CPU s): Neo4j {neo[0]:.2f}/{neo[1]:.2f} [{graph.n_edges / neo[0]:,.0f} edges/s]; "
+                      f"embedded {emb[0]:.2f}/{emb[1]:.2f} [{graph.n_edges / emb[0]:,.0f} edges/s]; "
+                      f"Neo4j/embedded {neo[0] / emb[0]:.1f}×")
+            t0 = clock()
+            store.write_graph(graph, graph_id="bench-0")
+            print(f"rewrite of a stored id (new version, flip, old one collected): {since(t0)[0]:.2f} s")
+            t0 = clock()
+            back = store.read_graph("bench-0")
+            print(f"read_graph: {since(t0)[0]:.2f} s; identical: {back.diff(graph, meta=False) == []}")
+            for r in range(repeat):
+                store.delete_graph(f"bench-{r}")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if server is not None:
+            server.stop()
     return 0
 
 

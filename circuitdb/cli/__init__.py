@@ -31,7 +31,7 @@ _COMMAND_MODULES = (
     "circuitdb.cli.ingest",      # ingest JOB.toml
     "circuitdb.cli.render",      # render (formats engineer)
     "circuitdb.cli.formats",     # label (formats engineer)
-    "circuitdb.cli.neo4j",       # neo4j style
+    "circuitdb.cli.neo4j",       # neo4j init|gc|style|guide
     "circuitdb.cli.steer",       # steer (science engineer)
 )
 
