@@ -198,6 +198,18 @@ def logit_lens(model: "HookedTransformer", tokens: Int[Tensor, "batch seq"]) -> 
         return model.unembed(model.ln_final(resid.flatten(0, 1))).reshape(len(names), *tokens.shape, -1)
 
 
+def logit_lens_metric(model: "HookedTransformer", dataset: Any, metric: Any = None) -> Float[Tensor, " layer"]:
+    """The task metric (mean over ``dataset``, default the dataset's metric) read from the logit lens before every
+    layer and after the last: how far up the residual stream the answer is already decodable. The last entry equals
+    the metric of the model's own logits."""
+    from circuitdb.attribution.api import resolve_metric
+    from circuitdb.attribution.eap import metric_values, prepared
+
+    fn = prepared(resolve_metric(metric, dataset), model, dataset)
+    lens = logit_lens(model, dataset.clean)
+    return torch.stack([metric_values(fn, lg, dataset).mean() for lg in lens]).detach()
+
+
 def _centred(logits: Tensor) -> Tensor:
     return logits - logits.mean(-1, keepdim=True)
 

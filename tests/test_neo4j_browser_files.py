@@ -44,3 +44,8 @@ def test_style_command_prints_one_browser_command() -> None:
     assert "\n".join(lines[1:])[len(":style "):].strip() == style_text().strip()
     raw = CliRunner().invoke(app, ["neo4j", "style", "--raw"])
     assert raw.output == style_text()
+
+
+def test_init_and_gc_refuse_an_embedded_store(tmp_path) -> None:
+    out = CliRunner().invoke(app, ["neo4j", "gc", "--store", f"embedded:{tmp_path / 'db'}"])
+    assert out.exit_code != 0 and "not a Neo4j store" in str(out.exception)

@@ -189,79 +189,158 @@ NEO4J_KIND_LABELS = {
     "embed": "Embed", "head": "Head", "mlp": "Mlp", "feature": "Feature", "error": "Error", "logit": "Logit",
 }
 
+#: created by the first write or ``circuitdb neo4j init`` (never by ``connect``: a read-only user must be able to
+#: read). The composite node indexes serve the filters of ``read_subgraph`` and the named queries
+#: (``n.sid = g.sid AND n.kind IN …`` / ``… n.layer …``); ``Node.graph_id`` serves Browser users typing their id.
 NEO4J_SCHEMA = (
+    "DROP CONSTRAINT circuitdb_graph_id IF EXISTS",  # Graph.id was unique before versions (STORAGE_SPEC)
+    "CREATE CONSTRAINT circuitdb_graph_sid IF NOT EXISTS FOR (g:Graph) REQUIRE g.sid IS UNIQUE",
     "CREATE CONSTRAINT circuitdb_node_uid IF NOT EXISTS FOR (n:Node) REQUIRE n.uid IS UNIQUE",
-    "CREATE CONSTRAINT circuitdb_graph_id IF NOT EXISTS FOR (g:Graph) REQUIRE g.id IS UNIQUE",
     "CREATE CONSTRAINT circuitdb_unit_uid IF NOT EXISTS FOR (u:Unit) REQUIRE u.uid IS UNIQUE",
     "CREATE CONSTRAINT circuitdb_circuit_uid IF NOT EXISTS FOR (c:Circuit) REQUIRE c.uid IS UNIQUE",
+    "CREATE INDEX circuitdb_graph_id_current IF NOT EXISTS FOR (g:Graph) ON (g.id, g.current)",
+    "CREATE INDEX circuitdb_node_sid IF NOT EXISTS FOR (n:Node) ON (n.sid)",
+    "CREATE INDEX circuitdb_node_sid_kind IF NOT EXISTS FOR (n:Node) ON (n.sid, n.kind)",
+    "CREATE INDEX circuitdb_node_sid_layer IF NOT EXISTS FOR (n:Node) ON (n.sid, n.layer)",
     "CREATE INDEX circuitdb_node_graph_id IF NOT EXISTS FOR (n:Node) ON (n.graph_id)",
     "CREATE INDEX circuitdb_circuit_graph_id IF NOT EXISTS FOR (c:Circuit) ON (c.graph_id)",
     "CREATE INDEX circuitdb_attributes_abs_weight IF NOT EXISTS FOR ()-[r:ATTRIBUTES]-() ON (r.abs_weight)",
 )
+NEO4J_AWAIT_INDEXES = "CALL db.awaitIndexes(300)"
 
-NEO4J_DELETE_GRAPH_CIRCUITS = "MATCH (c:Circuit {graph_id: $graph_id}) DETACH DELETE c RETURN count(*) AS n"
+# ---------------------------------------------------------------- versioned writes (STORAGE_SPEC)
+# A write of graph id g: (1) its Graph row with ``current = false, complete = false``; (2) chunk transactions of
+# nodes, units + INSTANCE_OF, edges (≤ ``chunk_rows`` rows each); (3) the flip (one small transaction): counts
+# verified, circuits re-linked, ``complete = true``, ``current = (sid = new sid)`` for every row of g; (4) the
+# superseded versions are collected in chunks. Readers only follow ``current`` rows, so they never see (2).
 
-NEO4J_DELETE_EDGES_BATCH = """\
-MATCH (:Node {graph_id: $graph_id})-[r:ATTRIBUTES]->()
-WITH r LIMIT $batch_size
-DELETE r
-RETURN count(*) AS n"""
+#: ``$rows``: Graph property maps (rows.GRAPH_PROPS) with current = false; ``complete`` is set by the flip
+NEO4J_CREATE_VERSIONS = "UNWIND $rows AS r CREATE (g:Graph) SET g = r, g.complete = false"
 
-#: units only this graph's nodes point at (units are shared across graphs; the others stay)
-NEO4J_DELETE_ORPHAN_UNITS = """\
-MATCH (:Node {graph_id: $graph_id})-[:INSTANCE_OF]->(u:Unit)
-WITH DISTINCT u
-WHERE NOT EXISTS { MATCH (u)<-[:INSTANCE_OF]-(m:Node) WHERE m.graph_id <> $graph_id }
-DETACH DELETE u
-RETURN count(*) AS n"""
-
-NEO4J_DELETE_NODES_BATCH = """\
-MATCH (n:Node {graph_id: $graph_id})
-WITH n LIMIT $batch_size
-DETACH DELETE n
-RETURN count(*) AS n"""
-
-NEO4J_DELETE_GRAPH = "MATCH (g:Graph {id: $graph_id}) DETACH DELETE g RETURN count(*) AS n"
-
-NEO4J_CREATE_GRAPH = "CREATE (g:Graph) SET g = $props"
-
-#: kind → node-creating statement (``$rows``: property maps with uid, graph_id, key, kind, ...)
+#: kind → node-creating statement (``$rows``: property maps rows.NODE_PROPS; a None value = no property)
 NEO4J_CREATE_NODES = {
     kind: f"UNWIND $rows AS r CREATE (n:Node:{quote_ident(label)}) SET n = r"
     for kind, label in NEO4J_KIND_LABELS.items()
 }
 
-#: ``$rows``: unit property maps (rows.UNIT_PROPS); units are shared across graphs, so MERGE
-NEO4J_MERGE_UNITS = """\
-UNWIND $rows AS r
+#: ``$units``: unit property maps (rows.UNIT_PROPS; shared across graphs, so MERGE: a concurrent writer's MERGE of
+#: the same uid waits on the constraint's lock or deadlocks, and the managed transaction retries);
+#: ``$s`` / ``$t``: node uid / unit uid lists of the INSTANCE_OF links. Units and links in ONE transaction, so a
+#: concurrent collection of an orphaned unit cannot slip in between.
+NEO4J_MERGE_UNITS_AND_LINKS = """\
+UNWIND $units AS r
 MERGE (u:Unit {uid: r.uid})
-ON CREATE SET u = r"""
+ON CREATE SET u = r
+WITH count(*) AS merged
+UNWIND range(0, size($s) - 1) AS i
+MATCH (n:Node {uid: $s[i]})
+MATCH (u:Unit {uid: $t[i]})
+CREATE (n)-[:INSTANCE_OF]->(u)
+RETURN count(*) AS n"""
 
-#: ``$rows``: {s: node uid, t: unit uid}
-NEO4J_CREATE_INSTANCE_OF = """\
-UNWIND $rows AS r
-MATCH (n:Node {uid: r.s})
-MATCH (u:Unit {uid: r.t})
-CREATE (n)-[:INSTANCE_OF]->(u)"""
-
-#: ``$rows``: {s: source uid, t: target uid, w: weight, a: abs_weight, c: channel}
+#: columnar edges (no map per edge): ``$s`` / ``$t`` source / target node uids, ``$w`` weights, ``$c`` channels
+#: (null = none), all the same length; returns how many were created
 NEO4J_CREATE_EDGES = """\
-UNWIND $rows AS r
-MATCH (a:Node {uid: r.s})
-MATCH (b:Node {uid: r.t})
-CREATE (a)-[:ATTRIBUTES {weight: r.w, abs_weight: r.a, channel: r.c}]->(b)"""
+UNWIND range(0, size($s) - 1) AS i
+MATCH (a:Node {uid: $s[i]})
+MATCH (b:Node {uid: $t[i]})
+CREATE (a)-[e:ATTRIBUTES]->(b)
+SET e.weight = $w[i], e.abs_weight = abs($w[i]), e.channel = $c[i]
+RETURN count(*) AS n"""
 
+#: what version ``$sid`` holds: nodes and edges (degrees: no edge is read)
+NEO4J_VERSION_COUNTS = """\
+MATCH (n:Node {sid: $sid})
+RETURN count(n) AS n_nodes, coalesce(sum(COUNT { (n)-[:ATTRIBUTES]->() }), 0) AS n_edges"""
+
+#: circuits of ``$graph_id`` and the node keys they include in its current version (re-linked on a rewrite)
+NEO4J_CIRCUIT_KEYS = """\
+MATCH (g:Graph {id: $graph_id, current: true})
+MATCH (c:Circuit {graph_id: $graph_id})-[:INCLUDES]->(n:Node {sid: g.sid})
+RETURN c.uid AS uid, c.name AS name, n.key AS key"""
+
+#: ``$rows``: {c: circuit uid, n: node uid of the new version}
+NEO4J_RELINK_CIRCUITS = """\
+UNWIND $rows AS r
+MATCH (c:Circuit {uid: r.c})
+MATCH (n:Node {uid: r.n})
+CREATE (c)-[:INCLUDES]->(n)"""
+
+#: the flip: ``$rows`` {id, sid}; returns the sids it made non-current (to collect)
+NEO4J_FLIP = """\
+UNWIND $rows AS r
+MATCH (g:Graph {id: r.id})
+WITH g, g.sid = r.sid AS mine, g.current AS was
+SET g.current = mine, g.complete = CASE WHEN mine THEN true ELSE g.complete END
+WITH g WHERE NOT g.current AND g.complete
+RETURN g.sid AS sid"""
+
+# ---------------------------------------------------------------- reads of the Neo4j store's own
+#: which of the versions of ``$graph_id`` are current / complete (repair at read, delete)
+NEO4J_VERSIONS_OF = """\
+MATCH (g:Graph {id: $graph_id})
+RETURN g.sid AS sid, g.current AS current, g.complete AS complete, g.seq AS seq, g.n_nodes AS n_nodes,
+       g.n_edges AS n_edges
+ORDER BY seq DESC"""
+
+#: versions nobody reads: superseded (complete, not current) or incomplete and older than ``$cutoff`` (the lease:
+#: a writer may still be writing a younger one)
+NEO4J_COLLECTABLE = """\
+MATCH (g:Graph)
+WHERE g.current = false AND (g.complete = true OR g.written_at < $cutoff)
+RETURN g.sid AS sid, g.id AS id, g.complete AS complete ORDER BY sid"""
+
+# ---------------------------------------------------------------- deletes (bounded: each returns what it removed)
+NEO4J_HIDE_GRAPH = """\
+MATCH (g:Graph {id: $graph_id})
+SET g.current = false, g.complete = true
+RETURN count(g) AS n"""
+
+NEO4J_DELETE_GRAPH_CIRCUITS = "MATCH (c:Circuit {graph_id: $graph_id}) DETACH DELETE c RETURN count(*) AS n"
+
+NEO4J_DELETE_VERSION_EDGES = """\
+MATCH (:Node {sid: $sid})-[r:ATTRIBUTES]->()
+WITH r LIMIT $batch_size
+DELETE r
+RETURN count(*) AS n"""
+
+#: units only version ``$sid``'s nodes point at (units are shared across graphs; the others stay)
+NEO4J_DELETE_ORPHAN_UNITS = """\
+MATCH (:Node {sid: $sid})-[:INSTANCE_OF]->(u:Unit)
+WITH DISTINCT u
+WHERE NOT EXISTS { MATCH (u)<-[:INSTANCE_OF]-(m:Node) WHERE m.sid <> $sid }
+WITH u LIMIT $batch_size
+DETACH DELETE u
+RETURN count(*) AS n"""
+
+NEO4J_DELETE_VERSION_NODES = """\
+MATCH (n:Node {sid: $sid})
+WITH n LIMIT $batch_size
+DETACH DELETE n
+RETURN count(*) AS n"""
+
+NEO4J_DELETE_VERSION = "MATCH (g:Graph {sid: $sid}) DELETE g RETURN count(*) AS n"
+
+# ---------------------------------------------------------------- circuits
 NEO4J_DELETE_CIRCUIT = "MATCH (c:Circuit {uid: $uid}) DETACH DELETE c"
 
 NEO4J_CREATE_CIRCUIT = "CREATE (c:Circuit) SET c = $props"
 
-#: ``$uids``: node uids of the circuit; returns how many matched
+#: links circuit ``$uid`` to the nodes ``$keys`` of the current version of ``$graph_id``; returns how many matched
 NEO4J_LINK_CIRCUIT = """\
+MATCH (g:Graph {id: $graph_id, current: true})
 MATCH (c:Circuit {uid: $uid})
-UNWIND $uids AS k
-MATCH (n:Node {uid: k})
+UNWIND $keys AS k
+MATCH (n:Node {uid: g.sid + '/' + k})
 CREATE (c)-[:INCLUDES]->(n)
 RETURN count(n) AS n"""
+
+# ---------------------------------------------------------------- reads in columns
+def neo4j_columnar_edges(edge_query: str) -> str:
+    """A portable edge read (columns source, target, weight, channel) as ONE record of four lists: the driver decodes
+    lists ~4× faster than one record per edge (100k edges: 2.9 s instead of 10.8 s on the local server)."""
+    return (f"CALL {{ {edge_query} }} RETURN collect(source) AS source, collect(target) AS target, "
+            "collect(weight) AS weight, collect(channel) AS channel")
 
 
 # ----------------------------------------------------------------------------------------------- labels (formats)

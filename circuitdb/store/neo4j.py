@@ -1,31 +1,43 @@
 """`Neo4jStore`: the attribution-graph store on a Neo4j 5 server, through the official ``neo4j`` driver.
 
-Schema (DESIGN.md): ``(:Graph {id, ...})``, ``(:Node:<Kind> {uid, graph_id, key, kind, ...})`` where ``<Kind>`` is
-one of ``Embed Head Mlp Feature Error Logit`` (for Browser styling), ``(:Node)-[:ATTRIBUTES {weight, abs_weight,
-channel}]->(:Node)``, ``(:Node)-[:INSTANCE_OF]->(:Unit)``, ``(:Circuit)-[:INCLUDES]->(:Node)``. ``connect()`` creates
-uniqueness constraints on ``Node.uid``, ``Graph.id``, ``Unit.uid``, ``Circuit.uid`` and indexes on ``Node.graph_id``,
-``Circuit.graph_id`` and ``ATTRIBUTES.abs_weight`` (all ``IF NOT EXISTS``).
+Schema (STORAGE_SPEC.md, the same logical schema as the embedded store): ``(:Graph {sid, id, current, complete, seq,
+written_at, n_nodes, n_edges, ...meta})`` per written version; ``(:Node:<Kind> {uid = sid/key, sid, graph_id, key,
+name, kind, ...})`` with ``<Kind>`` one of ``Embed Head Mlp Feature Error Logit`` and ``name`` the Browser caption
+(absent values are absent properties); ``(:Node)-[:ATTRIBUTES {weight, abs_weight, channel}]->(:Node)``,
+``(:Node)-[:INSTANCE_OF]->(:Unit)`` (units shared across graphs), ``(:Circuit)-[:INCLUDES]->(:Node)``.
 
-All Cypher text lives in :mod:`circuitdb.store.cypher` (``NEO4J_*`` writes, the portable reads); values go in as
-parameters only. Writes are batched ``UNWIND $rows`` statements of at most ``batch_size`` rows. Reads run in
-READ-access sessions (routed to readers in a cluster; the server refuses writes in them). Configuration comes from the
-arguments or from ``CIRCUITDB_NEO4J_URI`` / ``_USER`` / ``_PASSWORD`` / ``_DATABASE``.
+Writes fit a server: a graph goes in bounded chunk transactions (≤ ``batch_size`` rows each: nodes, units with
+their INSTANCE_OF links, edges as columnar lists, never one map per edge) under a fresh storage id, then one small
+flip transaction verifies the counts, re-links the id's circuits, and makes the new version current. Readers follow
+only ``current`` Graph rows, so they see the old complete graph or the new one. Superseded versions are collected
+after the flip; incomplete ones (a writer killed mid-write) by :meth:`Neo4jStore.gc` once older than a lease.
+Every transaction is a managed one (``execute_write`` / ``execute_read``): the driver retries transient errors
+(deadlocks between writers MERGE-ing the same Units, leader switches, dropped connections) with backoff.
+
+``connect()`` only checks connectivity: the schema (constraints, indexes) is created by the first write or by
+:meth:`Neo4jStore.init` (``circuitdb neo4j init``), so a user who may only read can list and query. All Cypher
+lives in :mod:`circuitdb.store.cypher`; values go in as parameters only. Configuration comes from the arguments or
+from ``CIRCUITDB_NEO4J_URI`` / ``_USER`` / ``_PASSWORD`` / ``_DATABASE``.
 """
 
 from __future__ import annotations
 
+import datetime as _dt
 import logging
 import os
+import random
+import time
 from contextlib import contextmanager
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import pandas as pd
 
-from circuitdb.errors import CircuitDBError, ConfigError, GraphNotFoundError, QueryError, StoreError, one_of
-from circuitdb.graph import KINDS, AttributionGraph
+from circuitdb.errors import CircuitDBError, ConfigError, GraphNotFoundError, QueryError, StoreError
+from circuitdb.graph import CHANNELS, AttributionGraph
 from circuitdb.store import cypher as cy
 from circuitdb.store import rows as rw
+from circuitdb.store import versions as vs
 from circuitdb.store.base import GraphStore
 from circuitdb.store.readonly import assert_read_only
 
@@ -36,6 +48,10 @@ USER_ENV = "CIRCUITDB_NEO4J_USER"
 PASSWORD_ENV = "CIRCUITDB_NEO4J_PASSWORD"
 DATABASE_ENV = "CIRCUITDB_NEO4J_DATABASE"
 READ, WRITE = "READ", "WRITE"  # the values of neo4j.READ_ACCESS / neo4j.WRITE_ACCESS
+#: an incomplete version younger than this may still be being written by another process: gc leaves it alone
+LEASE_SECONDS = 3600.0
+#: client errors that a concurrent writer can cause and that a retry resolves (the driver retries transient ones)
+_RETRY_CODES = ("Neo.ClientError.Statement.EntityNotFound", "Neo.ClientError.Schema.ConstraintValidationFailed")
 
 
 def _driver_errors() -> tuple[type[BaseException], ...]:
@@ -44,6 +60,10 @@ def _driver_errors() -> tuple[type[BaseException], ...]:
     except ImportError:  # pragma: no cover - the driver is a dependency
         return (OSError,)
     return (Neo4jError, DriverError, OSError)
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds")
 
 
 class Neo4jStore(GraphStore):
@@ -57,7 +77,7 @@ class Neo4jStore(GraphStore):
     """
 
     def __init__(self, uri: str | None = None, *, user: str | None = None, password: str | None = None,
-                 database: str | None = None, batch_size: int = 10_000, driver: Any = None) -> None:
+                 database: str | None = None, batch_size: int = 20_000, driver: Any = None) -> None:
         self.uri = uri or os.environ.get(URI_ENV) or ""
         if not self.uri and driver is None:
             raise ConfigError(f"no Neo4j URI: pass one (neo4j://host:7687, bolt://host:7687) or set {URI_ENV}")
@@ -70,13 +90,14 @@ class Neo4jStore(GraphStore):
         self._driver = driver
         self._owns_driver = driver is None
         self._connected = False
+        self._schema_ready = False
 
     def __repr__(self) -> str:
         return f"Neo4jStore(uri={self.uri!r}, user={self.user!r}, database={self.database!r})"
 
     # ------------------------------------------------------------------ lifecycle
     def connect(self) -> "Neo4jStore":
-        """Create the driver (unless injected), verify connectivity, create constraints and indexes. Idempotent."""
+        """Create the driver (unless injected) and verify connectivity. Writes nothing (see :meth:`init`)."""
         if self._connected:
             return self
         if self._driver is None:
@@ -86,16 +107,29 @@ class Neo4jStore(GraphStore):
                 raise StoreError("the neo4j driver is not installed; pip install 'neo4j>=5'") from e
             auth = (self.user, self._password) if self._password else None
             try:
-                self._driver = neo4j.GraphDatabase.driver(self.uri, auth=auth)
+                self._driver = neo4j.GraphDatabase.driver(self.uri, auth=auth, notifications_min_severity="OFF")
             except (ValueError, neo4j.exceptions.ConfigurationError) as e:
                 raise ConfigError(f"bad Neo4j URI {self.uri!r}: {e}; use neo4j://host:7687 or bolt://host:7687") from e
-        with self._errors("connecting to"):
-            self._driver.verify_connectivity()
-            with self._session(WRITE) as s:  # schema statements cannot share a transaction with data
-                for stmt in cy.NEO4J_SCHEMA:
-                    s.run(stmt).consume()
+        try:
+            with self._errors("connecting to"):
+                self._driver.verify_connectivity()
+        except ValueError as e:  # an address the driver cannot resolve
+            raise ConfigError(f"bad Neo4j URI {self.uri!r}: {e}; use neo4j://host:7687 or bolt://host:7687") from e
         self._connected = True
         log.info("connected to Neo4j at %s (database %s)", self.uri, self.database or "default")
+        return self
+
+    def init(self) -> "Neo4jStore":
+        """Create circuitdb's constraints and indexes (idempotent; needs schema rights) and wait until they are
+        online. The first write does it too."""
+        if self._schema_ready:
+            return self
+        self.connect()
+        with self._errors("creating the schema in"), self._session(WRITE) as s:
+            for stmt in cy.NEO4J_SCHEMA:  # schema statements cannot share a transaction with data
+                s.run(stmt).consume()
+            s.run(cy.NEO4J_AWAIT_INDEXES).consume()
+        self._schema_ready = True
         return self
 
     def close(self) -> None:
@@ -139,107 +173,245 @@ class Neo4jStore(GraphStore):
         with self._session(READ) as s:
             return s.execute_read(work)
 
-    def _read_one(self, query: str, params: dict[str, Any]) -> Any:
-        _, rows = self._read(query, params)
-        return rows[0][0] if rows else None
-
-    @contextmanager
-    def _write_tx(self) -> Iterator[Any]:
-        """One explicit write transaction: committed when the block ends, rolled back on any error."""
+    def _write(self, work: Callable[[Any], Any], *, attempts: int = 6) -> Any:
+        """``work(tx)`` in one managed write transaction (the driver retries transient errors with backoff); also
+        retried: the client errors a concurrent writer can cause (a unit deleted or created under us)."""
         self.connect()
-        with self._session(WRITE) as s:
-            tx = s.begin_transaction()
+        for attempt in range(attempts):
             try:
-                yield tx
-                tx.commit()
-            except BaseException:
-                if not tx.closed():
-                    try:
-                        tx.rollback()
-                    except Exception as e:  # keep the original error; the server drops the transaction anyway
-                        log.warning("rollback failed after an error in a write transaction: %s", e)
-                raise
+                with self._session(WRITE) as s:
+                    return s.execute_write(work)
+            except _driver_errors() as e:
+                if getattr(e, "code", None) not in _RETRY_CODES or attempt == attempts - 1:
+                    raise
+                delay = 0.05 * 2 ** attempt * (1 + random.random())
+                log.info("retrying a write after %s (%.2f s)", getattr(e, "code", e), delay)
+                time.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _run_write(self, query: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        return self._write(lambda tx: [dict(r) for r in tx.run(query, params)])
+
+    def _count_loop(self, query: str, params: dict[str, Any]) -> None:
+        """A bounded delete (``$batch_size`` per transaction) until it removes fewer than a batch."""
+        p = {**params, "batch_size": self.batch_size}
+        while (self._run_write(query, p) or [{"n": 0}])[0]["n"] >= self.batch_size:
+            pass
+
+    def _chunks(self, n: int) -> Iterator[slice]:
+        for i in range(0, n, self.batch_size):
+            yield slice(i, min(n, i + self.batch_size))
+
+    # ------------------------------------------------------------------ writes
+    def write_graph(self, graph: AttributionGraph, *, graph_id: str | None = None) -> str:
+        """Store ``graph`` under ``graph_id`` (default ``graph.id``) as a new version: chunk transactions, then
+        the flip; the previous version stays visible until the new one is complete and is collected after."""
+        return self.write_graphs([graph], [graph_id])[0]
+
+    def write_graphs(self, graphs: Iterable[AttributionGraph], graph_ids: Iterable[str | None] | None = None
+                     ) -> list[str]:
+        """Write many graphs in few transactions: their rows share the chunk transactions, and ONE flip makes them
+        all visible, each complete. Returns the graph ids."""
+        graphs = list(graphs)
+        ids = [None] * len(graphs) if graph_ids is None else list(graph_ids)
+        if len(ids) != len(graphs):
+            raise ConfigError(f"write_graphs: {len(graphs)} graphs but {len(ids)} graph ids")
+        gids = [rw.check_graph_id(i or g.id) for g, i in zip(graphs, ids)]
+        dup = sorted({g for g in gids if gids.count(g) > 1})
+        if dup:
+            raise ConfigError(f"write_graphs got graph id(s) {dup} more than once; each id once per call")
+        if not graphs:
+            return []
+        what = f"graph {gids[0]!r}" if len(gids) == 1 else f"{len(gids)} graphs"
+        with self._errors(f"writing {what} to"):
+            self.init()
+            sids = self._write_versions(graphs, gids)
+            stale = self._flip(graphs, gids, sids)
+            vs.phase("collect")
+            for sid in stale:
+                self._delete_version(sid)
+        vs.phase("done")
+        for gid, g in zip(gids, graphs):
+            log.info("wrote graph %r: %d nodes, %d edges", gid, g.n_nodes, g.n_edges)
+        return gids
+
+    def _write_versions(self, graphs: list[AttributionGraph], gids: list[str]) -> list[str]:
+        """Graph rows (not current), then nodes, units + links and edges in chunk transactions."""
+        sids = [rw.new_sid(g) for g in gids]
+        seq0 = time.time_ns()
+        props = [rw.graph_props(g, gid, sid=sid, current=False, seq=seq0 + i)
+                 for i, (g, gid, sid) in enumerate(zip(graphs, gids, sids))]
+        vs.phase("neo4j-versions")
+        self._run_write(cy.NEO4J_CREATE_VERSIONS, {"rows": props})
+        by_kind: dict[str, list[dict[str, Any]]] = {}
+        for g, gid, sid in zip(graphs, gids, sids):
+            for kind, rows in rw.node_rows_by_kind(g, gid, sid=sid).items():
+                by_kind.setdefault(kind, []).extend(rows)
+        vs.phase("neo4j-nodes")
+        for kind, rows in by_kind.items():
+            for sl in self._chunks(len(rows)):
+                self._run_write(cy.NEO4J_CREATE_NODES[kind], {"rows": rows[sl]})
+                vs.phase("neo4j-chunk")
+        self._write_units(graphs, sids)
+        vs.phase("neo4j-edges")
+        src, dst, weight, chan = self._edge_columns(graphs, sids)
+        for sl in self._chunks(len(src)):
+            p = {"s": src[sl].tolist(), "t": dst[sl].tolist(), "w": weight[sl].tolist(), "c": chan[sl].tolist()}
+            self._run_write(cy.NEO4J_CREATE_EDGES, p)
+            vs.phase("neo4j-chunk")
+        return sids
+
+    def _write_units(self, graphs: list[AttributionGraph], sids: list[str]) -> None:
+        frames, links = [], []
+        for g, sid in zip(graphs, sids):
+            units = rw.unit_uids(g)
+            frames.append(rw.unit_frame(g, units))
+            links.append(rw.instance_rows(g, sid, units=units))
+        if not frames:
+            return
+        unit_df = pd.concat(frames, ignore_index=True).drop_duplicates("uid").set_index("uid", drop=False)
+        link_df = pd.concat(links, ignore_index=True)
+        vs.phase("neo4j-units")
+        for sl in self._chunks(len(link_df)):
+            s, t = link_df["from"].iloc[sl].tolist(), link_df["to"].iloc[sl].tolist()
+            units = [{k: rw.plain_value(v) for k, v in rec.items()}
+                     for rec in unit_df.loc[list(dict.fromkeys(t))].to_dict("records")]
+            self._run_write(cy.NEO4J_MERGE_UNITS_AND_LINKS, {"units": units, "s": s, "t": t})
+            vs.phase("neo4j-chunk")
 
     @staticmethod
-    def _count(tx: Any, query: str, params: dict[str, Any]) -> int:
-        rec = tx.run(query, params).single()
-        return int(rec["n"]) if rec is not None else 0
+    def _edge_columns(graphs: list[AttributionGraph], sids: list[str]
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Source uids, target uids, weights, channels (None = none) of all graphs, as flat arrays."""
+        chans = np.asarray(CHANNELS, dtype=object)  # "" = no channel, as in the embedded store (queries filter on it)
+        src, dst, w, c = [], [], [], []
+        for g, sid in zip(graphs, sids):
+            uids = rw.node_uids(g, sid)
+            src.append(uids[g.src])
+            dst.append(uids[g.dst])
+            w.append(np.asarray(g.weight, dtype=np.float64))
+            c.append(chans[g.channel])
+        if not src:
+            return (np.zeros(0, object),) * 2 + (np.zeros(0), np.zeros(0, object))  # type: ignore[return-value]
+        return np.concatenate(src), np.concatenate(dst), np.concatenate(w), np.concatenate(c)
 
-    def _delete_in(self, tx: Any, graph_id: str) -> bool:
-        """Delete a graph's circuits, edges (batched), orphaned units, nodes (batched) and Graph node inside ``tx``."""
-        p = {"graph_id": graph_id}
-        bs = {"graph_id": graph_id, "batch_size": self.batch_size}
-        existed = self._count(tx, cy.COUNT_GRAPH, p) > 0
-        tx.run(cy.NEO4J_DELETE_GRAPH_CIRCUITS, p).consume()
-        while self._count(tx, cy.NEO4J_DELETE_EDGES_BATCH, bs) >= self.batch_size:
-            pass
-        tx.run(cy.NEO4J_DELETE_ORPHAN_UNITS, p).consume()
-        while self._count(tx, cy.NEO4J_DELETE_NODES_BATCH, bs) >= self.batch_size:
-            pass
-        tx.run(cy.NEO4J_DELETE_GRAPH, p).consume()
+    def _flip(self, graphs: list[AttributionGraph], gids: list[str], sids: list[str]) -> list[str]:
+        """One transaction: counts verified, circuits re-linked by key, the new versions current. Returns the
+        superseded sids. On any failure the new versions are collected and the old ones stay current."""
+        vs.phase("flip")
+
+        def work(tx: Any) -> list[str]:
+            relink = []
+            for g, gid, sid in zip(graphs, gids, sids):
+                got = tx.run(cy.NEO4J_VERSION_COUNTS, {"sid": sid}).single()
+                if (got["n_nodes"], got["n_edges"]) != (g.n_nodes, g.n_edges):
+                    raise StoreError(f"graph {gid!r}: version {sid!r} holds {got['n_nodes']} nodes and "
+                                     f"{got['n_edges']} edges after writing {g.n_nodes} and {g.n_edges}; not flipped")
+                relink += self._relink_rows(tx, g, gid, sid)
+            if relink:
+                tx.run(cy.NEO4J_RELINK_CIRCUITS, {"rows": relink}).consume()
+            return [r["sid"] for r in tx.run(cy.NEO4J_FLIP, {"rows": [{"id": g, "sid": s} for g, s in zip(gids, sids)]})]
+
+        try:
+            stale = self._write(work)
+        except BaseException:
+            try:  # nothing reads the unflipped versions: collect them now (gc would after the lease)
+                for sid in sids:
+                    self._delete_version(sid)
+            except Exception:  # pragma: no cover - gc collects them
+                log.exception("could not collect the unflipped versions %s", sids)
+            raise
+        vs.phase("flipped")
+        return stale
+
+    @staticmethod
+    def _relink_rows(tx: Any, graph: AttributionGraph, graph_id: str, sid: str) -> list[dict[str, str]]:
+        """INCLUDES rows linking the id's saved circuits to the new version by node key; refuses (ConfigError
+        naming them) when a circuit's node is not in the new graph."""
+        rows = [dict(r) for r in tx.run(cy.NEO4J_CIRCUIT_KEYS, {"graph_id": graph_id})]
+        keys = set(graph.keys.tolist())
+        lost = [r for r in rows if r["key"] not in keys]
+        if lost:
+            names = sorted({r["name"] for r in lost})
+            raise ConfigError(
+                f"rewriting graph {graph_id!r} would break its saved circuit(s) {names}: node(s) "
+                f"{sorted({r['key'] for r in lost})[:5]} are not in the new graph; delete those circuits first or "
+                "keep those nodes")
+        return [{"c": r["uid"], "n": rw.node_uid(sid, r["key"])} for r in rows]
+
+    def _delete_version(self, sid: str) -> None:
+        """Delete one version in bounded transactions; its Graph row goes last (so gc finds a half-deleted one)."""
+        p = {"sid": sid}
+        self._count_loop(cy.NEO4J_DELETE_VERSION_EDGES, p)
+        self._count_loop(cy.NEO4J_DELETE_ORPHAN_UNITS, p)
+        self._count_loop(cy.NEO4J_DELETE_VERSION_NODES, p)
+        self._run_write(cy.NEO4J_DELETE_VERSION, p)
+
+    def delete_graph(self, graph_id: str) -> bool:
+        """Hide every version of ``graph_id`` and drop its circuits in one transaction, then delete the versions
+        in bounded transactions. True if it existed."""
+        with self._errors(f"deleting graph {graph_id!r} from"):
+            existed = self.has_graph(graph_id)
+
+            def hide(tx: Any) -> list[dict[str, Any]]:
+                tx.run(cy.NEO4J_DELETE_GRAPH_CIRCUITS, {"graph_id": graph_id}).consume()
+                tx.run(cy.NEO4J_HIDE_GRAPH, {"graph_id": graph_id}).consume()
+                return [dict(r) for r in tx.run(cy.NEO4J_VERSIONS_OF, {"graph_id": graph_id})]
+
+            for v in self._write(hide):
+                if v["complete"]:  # an incomplete one may be another writer's, still writing: gc after the lease
+                    self._delete_version(v["sid"])
+        log.info("deleted graph %r" if existed else "no graph %r to delete", graph_id)
         return existed
 
-    def _batches(self, rows: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
-        for i in range(0, len(rows), self.batch_size):
-            yield rows[i:i + self.batch_size]
+    def gc(self, *, lease_seconds: float = LEASE_SECONDS) -> int:
+        """Delete the versions nobody reads: superseded ones, and incomplete ones older than ``lease_seconds``
+        (a younger one may be another process's write in progress). Returns how many went."""
+        cutoff = (_dt.datetime.now(_dt.timezone.utc) - _dt.timedelta(seconds=float(lease_seconds))
+                  ).isoformat(timespec="microseconds")
+        with self._errors("collecting old versions in"):
+            _, rows = self._read(cy.NEO4J_COLLECTABLE, {"cutoff": cutoff})
+            for sid, gid, complete in rows:
+                log.info("collecting %s version %r of graph %r", "superseded" if complete else "incomplete", sid, gid)
+                self._delete_version(sid)
+        return len(rows)
 
-    # ------------------------------------------------------------------ graphs
-    def write_graph(self, graph: AttributionGraph, *, graph_id: str | None = None) -> str:
-        """Store ``graph`` under ``graph_id`` (default ``graph.id``), replacing any graph of that id.
-
-        The whole replace — deleting the old graph in batches and writing the new one in ``UNWIND`` batches — runs in
-        ONE write transaction, so a failure at any point leaves the previous graph untouched. The price: the server
-        holds the entire transaction state in memory until commit (roughly a few hundred bytes per node/edge written
-        or deleted). For graphs of many millions of edges raise ``db.memory.transaction.total.max`` and the heap
-        (``NEO4J_server_memory_heap_max__size`` in docker-compose.yml), or split the graph.
-        """
-        gid = rw.check_graph_id(graph_id or graph.id)
-        props = rw.graph_props(graph, gid)
-        nodes_by_kind = rw.node_rows_by_kind(graph, gid)
-        units = rw.unit_rows(graph)
-        instances = rw.instance_row_dicts(graph, gid)
-        with self._errors(f"writing graph {gid!r} to"), self._write_tx() as tx:
-            replaced = self._delete_in(tx, gid)
-            tx.run(cy.NEO4J_CREATE_GRAPH, {"props": props}).consume()
-            for kind, rows in nodes_by_kind.items():
-                for batch in self._batches(rows):
-                    tx.run(cy.NEO4J_CREATE_NODES[kind], {"rows": batch}).consume()
-            for batch in self._batches(units):
-                tx.run(cy.NEO4J_MERGE_UNITS, {"rows": batch}).consume()
-            for batch in self._batches(instances):
-                tx.run(cy.NEO4J_CREATE_INSTANCE_OF, {"rows": batch}).consume()
-            for batch in rw.edge_row_batches(graph, self.batch_size, gid):
-                tx.run(cy.NEO4J_CREATE_EDGES, {"rows": batch}).consume()
-        log.info("%s graph %r: %d nodes, %d edges", "replaced" if replaced else "wrote", gid, graph.n_nodes,
-                 graph.n_edges)
-        return gid
-
+    # ------------------------------------------------------------------ reads
     def read_graph(self, graph_id: str) -> AttributionGraph:
         return self.read_subgraph(graph_id)
 
     def read_subgraph(self, graph_id: str, *, min_abs_weight: float = 0.0, kinds: Iterable[str] | None = None,
                       layers: Iterable[int] | None = None, positions: Iterable[int] | None = None) -> AttributionGraph:
         """Edges with |weight| ≥ ``min_abs_weight`` whose both ends pass the node filters, and the nodes they touch;
-        with no filter at all, the whole graph (isolated nodes included). The metadata is the parent's."""
+        with no filter at all, the whole graph (isolated nodes included). Checked against the recorded counts."""
         kinds_l, layers_l, pos_l = rw.node_filters(kinds, layers, positions)
-        if kinds_l is not None and set(kinds_l) - set(KINDS):
-            raise ConfigError(one_of(sorted(set(kinds_l) - set(KINDS))[0], KINDS, "node kind"))
-        min_w = float(min_abs_weight)
-        filters = {"kinds": kinds_l, "layers": layers_l, "positions": pos_l}
-        params: dict[str, Any] = {"graph_id": graph_id, "min_abs_weight": min_w}
-        params.update({k: v for k, v in filters.items() if v is not None})
-        edges_q = cy.read_subgraph_edges([k for k, v in filters.items() if v is not None])
+        w = rw.check_weight_floor(min_abs_weight)
+        whole = w <= 0 and kinds_l is None and layers_l is None and pos_l is None
+        p: dict[str, Any] = {"graph_id": graph_id}
+        params: dict[str, Any] = {**p, "min_abs_weight": w}
+        for name, vals in (("kinds", kinds_l), ("layers", layers_l), ("positions", pos_l)):
+            if vals is not None:
+                params[name] = vals
+        filters = [k for k in ("kinds", "layers", "positions") if k in params]
+        statements = [(cy.READ_GRAPH_PROPS, p), (cy.READ_NODES, p)]
+        statements += [(cy.neo4j_columnar_edges(cy.READ_EDGES), p)] if whole else [
+            (cy.neo4j_columnar_edges(cy.read_subgraph_edges(filters)), params), (cy.COUNT_EDGES, p)]
         with self._errors(f"reading graph {graph_id!r} from"):
-            found = self._read_all([(cy.READ_GRAPH_PROPS, {"graph_id": graph_id}),
-                                    (cy.READ_NODES, {"graph_id": graph_id}), (edges_q, params)], need_first=True)
-            if len(found) < 3:
-                known = self.list_graphs()["id"].tolist()
-                raise GraphNotFoundError(f"no graph {graph_id!r} in {self.uri}; stored graphs: "
-                                         f"{', '.join(map(repr, known[:20])) or '(none)'}")
-        (cols, rows), (node_cols, node_rows), (_, edge_rows) = found
-        whole = min_w <= 0 and all(v is None for v in filters.values())
-        return rw.graph_from_rows(dict(zip(cols, rows[0])), pd.DataFrame(node_rows, columns=node_cols), edge_rows,
-                                  keep_isolated=whole)
+            found = self._read_all(statements, need_first=True)
+        if len(found) < len(statements):
+            known = self.list_graphs()["id"].tolist()
+            shown = ", ".join(map(repr, known[:20])) + (" …" if len(known) > 20 else "")
+            raise GraphNotFoundError(f"no graph {graph_id!r} in {self.uri}; stored graphs: {shown or '(none)'}")
+        (cols, rows), (node_cols, node_rows), (edge_cols, edge_rows) = found[:3]
+        props = dict(zip(cols, rows[0]))
+        nodes = pd.DataFrame(node_rows, columns=node_cols)
+        edges = dict(zip(edge_cols, edge_rows[0]))
+        n_edges = len(edges["source"]) if whole else int(found[3][1][0][0])
+        vs.verify_counts(self.uri, graph_id, props, len(nodes), n_edges)
+        channel = np.array(["" if c is None else c for c in edges["channel"]], dtype=object)
+        return rw.graph_from_columns(rw.meta_from_props(props), nodes, np.asarray(edges["source"], dtype=np.int64),
+                                     np.asarray(edges["target"], dtype=np.int64),
+                                     np.asarray(edges["weight"], dtype=np.float64), channel, keep_isolated=whole)
 
     def list_graphs(self) -> pd.DataFrame:
         with self._errors("listing graphs in"):
@@ -248,50 +420,63 @@ class Neo4jStore(GraphStore):
 
     def has_graph(self, graph_id: str) -> bool:
         with self._errors(f"looking up graph {graph_id!r} in"):
-            return bool(self._read_one(cy.COUNT_GRAPH, {"graph_id": graph_id}))
+            _, rows = self._read(cy.COUNT_GRAPH, {"graph_id": graph_id})
+        return bool(rows and rows[0][0])
 
-    def delete_graph(self, graph_id: str) -> bool:
-        with self._errors(f"deleting graph {graph_id!r} from"), self._write_tx() as tx:
-            existed = self._delete_in(tx, graph_id)
-        log.info("deleted graph %r" if existed else "no graph %r to delete", graph_id)
-        return existed
+    def complete_ids(self, ids: Iterable[str]) -> set[str]:
+        """Which of ``ids`` have a complete (current) version in the store."""
+        ids = [str(i) for i in ids]
+        out: set[str] = set()
+        with self._errors("looking up graph ids in"):
+            for i in range(0, len(ids), 10_000):
+                out.update(r[0] for r in self._read(cy.CURRENT_IDS, {"ids": ids[i:i + 10_000]})[1])
+        return out
 
     # ------------------------------------------------------------------ queries
     def run(self, cypher: str, params: dict[str, Any] | None = None, *, write: bool = False) -> pd.DataFrame:
         """Run Cypher with parameters; a DataFrame (nodes / relationships become property dicts, paths lists).
 
-        Without ``write=True`` a statement that writes is refused here (QueryError) and, as a second wall, runs in a
-        READ-access transaction in which the server refuses to write."""
+        Without ``write=True`` a statement that writes is refused here (QueryError) and, as the real wall, runs in
+        a READ-access transaction in which the server refuses to write."""
+        if not isinstance(cypher, str) or not cypher.strip():
+            raise QueryError(f"empty query {cypher!r}")
         if not write:
             assert_read_only(cypher)
         params = rw.plain_params(params or {})
-        self.connect()
 
         def work(tx: Any) -> tuple[list[str], list[list[Any]]]:
             result = tx.run(cypher, params)
             return list(result.keys()), [[rw.plain_value(v) for v in rec.values()] for rec in result]
 
-        with self._errors("query on", QueryError), self._session(WRITE if write else READ) as s:
-            cols, rows = (s.execute_write if write else s.execute_read)(work)
+        with self._errors("query on", QueryError):
+            self.connect()
+            with self._session(WRITE if write else READ) as s:
+                cols, rows = (s.execute_write if write else s.execute_read)(work)
         return pd.DataFrame(rows, columns=cols)
 
     # ------------------------------------------------------------------ circuits
     def save_circuit(self, name: str, graph_id: str, node_keys: list[str], *, method: str,
                      params: dict[str, Any], scores: dict[str, Any], edges: pd.DataFrame | None = None) -> str:
-        props, keys, uids = rw.circuit_rows(name, graph_id, node_keys, method=method, params=params, scores=scores,
-                                            edges=edges)
+        props, keys, _ = rw.circuit_rows(name, graph_id, node_keys, method=method, params=params, scores=scores,
+                                         edges=edges)
         uid = props["uid"]
-        with self._errors(f"saving circuit {name!r} of graph {graph_id!r} to"), self._write_tx() as tx:
-            if not self._count(tx, cy.COUNT_GRAPH, {"graph_id": graph_id}):
+
+        def work(tx: Any) -> None:  # the current version is looked up inside the transaction that links to it
+            if not tx.run(cy.COUNT_GRAPH, {"graph_id": graph_id}).single()[0]:
                 raise GraphNotFoundError(f"cannot save circuit {name!r}: no graph {graph_id!r} in {self.uri}")
             tx.run(cy.NEO4J_DELETE_CIRCUIT, {"uid": uid}).consume()
             tx.run(cy.NEO4J_CREATE_CIRCUIT, {"props": props}).consume()
-            linked = sum(self._count(tx, cy.NEO4J_LINK_CIRCUIT, {"uid": uid, "uids": b}) for b in self._batches(uids))
-            if linked != len(uids):
-                found = {r["uid"] for r in tx.run(cy.EXISTING_NODES, {"uids": uids})}
-                missing = [k for k, u in zip(keys, uids) if u not in found]
+            linked = sum(tx.run(cy.NEO4J_LINK_CIRCUIT, {"graph_id": graph_id, "uid": uid, "keys": keys[sl]}
+                                ).single()["n"] for sl in self._chunks(len(keys)))
+            if linked != len(keys):
+                found = {r["key"] for r in tx.run(cy.EXISTING_KEYS, {"graph_id": graph_id, "keys": keys})}
+                missing = [k for k in keys if k not in found]
                 raise ConfigError(f"circuit {name!r}: node key(s) {missing[:10]} are not in graph {graph_id!r} "
                                   f"({len(missing)} of {len(keys)} missing)")
+
+        with self._errors(f"saving circuit {name!r} of graph {graph_id!r} to"):
+            self.init()
+            self._write(work)
         log.info("saved circuit %r of graph %r (%d nodes)", name, graph_id, len(keys))
         return uid
 

@@ -13,7 +13,7 @@ from circuitdb.circuits.circuit import Circuit
 from circuitdb.cli import app
 from circuitdb.errors import ConfigError
 from circuitdb.intervene import (
-    Intervention, generate, logit_lens, parse_key, record_check, run_with_interventions, steering_check,
+    Intervention, generate, logit_lens, logit_lens_metric, parse_key, record_check, run_with_interventions, steering_check,
 )
 from circuitdb.store.base import open_store
 from circuitdb.tasks.metrics import logit_diff
@@ -104,6 +104,12 @@ def test_logit_lens_and_generation(ioi) -> None:
     assert torch.allclose(ll[-1], model(ds.clean[:2]), atol=1e-10)
     emb = model.unembed(model.ln_final(model.embed(ds.clean[:2]) + model.pos_embed(ds.clean[:2])))
     assert torch.allclose(ll[0], emb, atol=1e-10)
+    lm = logit_lens_metric(model, ds)
+    assert lm.shape == (model.cfg.n_layers + 1,)
+    with torch.no_grad():
+        full = float(logit_diff(model(ds.clean), ds).mean())
+    assert float(lm[-1]) == pytest.approx(full, abs=1e-9)
+    assert float(lm[-1]) > float(lm[0])  # the IO name is decoded late, not from the embeddings
     toks = ds.clean[0]
     out = generate(model, toks, max_new_tokens=2)
     assert out[0] == int(model(toks[None])[0, -1].argmax())

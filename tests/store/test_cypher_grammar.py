@@ -1,7 +1,7 @@
 """Every Cypher statement circuitdb can send to Neo4j, checked with Neo4j's own grammar and semantic analysis.
 
-Collected: (1) every statement Neo4jStore emits while :func:`neo4j_double.exercise` drives all its public methods
-(plus whatever double-driven tests that ran earlier in the session emitted), with the parameter names actually
+Collected: (1) every statement Neo4jStore emits while :func:`neo4j_double.exercise` drives all its public methods on
+the live server (plus whatever recorded tests that ran earlier in the session emitted), with the parameter names actually
 passed, so a ``$param`` the code forgets to send is an error; (2) every statement in the ``portable reads`` and
 ``Neo4j`` sections of ``circuitdb/store/cypher.py`` and the ``read_subgraph_edges`` builder; (3) every
 ``queries/*.cypher`` file (with the ``@param`` names its header declares). They are linted in one batch by
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from neo4j_double import EMITTED, EXERCISE_READ, EXERCISE_WRITE, FakeDriver, exercise
+from neo4j_double import EMITTED, EXERCISE_READ, EXERCISE_WRITE, exercise, live_driver
 
 from circuitdb.store import cypher as cy
 from circuitdb.store.neo4j import Neo4jStore
@@ -107,8 +107,8 @@ def _looks_like_cypher(text: str) -> bool:
     return bool(re.match(r"\s*(MATCH|OPTIONAL|UNWIND|WITH|RETURN|CREATE|MERGE|CALL|DROP|SHOW)\b", text, re.I))
 
 
-def emitted_statements() -> list[dict[str, Any]]:
-    driver = FakeDriver()
+def emitted_statements(neo4j_server: dict[str, str]) -> list[dict[str, Any]]:
+    driver = live_driver(neo4j_server)
     exercise(Neo4jStore(driver=driver, batch_size=3).connect())
     seen: dict[tuple[str, tuple[str, ...]], dict[str, Any]] = {}
     for query, params in [(c.query, c.params) for c in driver.calls] + EMITTED:
@@ -139,9 +139,9 @@ CANARIES = [
 
 
 @pytest.fixture(scope="module")
-def linted() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def linted(neo4j_server) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(statements, diagnostics): everything collected plus the canaries, linted in ONE node run."""
-    emitted = emitted_statements()
+    emitted = emitted_statements(neo4j_server)
     sent = {s["query"] for s in emitted}  # a statement sent with its parameters is checked that (stricter) way only
     statements = emitted + [s for s in module_statements() if s["query"] not in sent] + query_files()
     return statements, lint(statements + CANARIES)
@@ -164,10 +164,12 @@ def test_lint_catches_broken_statements(linted) -> None:
     assert "Invalid input" in next(d["message"] for d in diags if d["name"] == "canary: unclosed")
 
 
-def test_exercise_emits_every_neo4j_statement() -> None:
+@pytest.mark.neo4j
+def test_exercise_emits_every_neo4j_statement(neo4j_server) -> None:
     """The exercise (and so the lint above) covers every NEO4J_* statement, and the store sends no other text."""
     known = {s["query"] for s in module_statements()}
-    driver = FakeDriver()
+    known |= {cy.neo4j_columnar_edges(q) for q in known}  # the edge reads, as one record of lists
+    driver = live_driver(neo4j_server)
     exercise(Neo4jStore(driver=driver).connect())
     sent = {c.query for c in driver.calls}
     neo4j_only = {s["query"] for s in module_statements() if s["name"].startswith("cypher.NEO4J_")}

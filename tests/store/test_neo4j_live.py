@@ -1,26 +1,30 @@
 """Neo4jStore against a live Neo4j 5 server: ``$CIRCUITDB_NEO4J_URI`` or the local server the ``neo4j_server`` session
 fixture starts (tests/conftest.py; skipped where Java/Maven are missing, except under CI=true).
 
-Graph ids start with ``circuitdb-test-<random>``; everything written is deleted afterwards.
+Graph ids start with ``circuitdb-test-<random>``; everything written is deleted afterwards. The store's chunks are
+tiny (``batch_size=4``) so every graph here spans many chunk transactions.
 """
 
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 
 import numpy as np
 import pytest
-from neo4j_double import NASTY_ID, sample_graph
+from neo4j_double import NASTY_ID, live_driver, sample_graph
+from neo4j_writer import feature_graph
 
-from circuitdb.errors import GraphNotFoundError, QueryError, StoreError
-from circuitdb.store import rows as rw
-from circuitdb.store.neo4j import READ, Neo4jStore
+from circuitdb.errors import ConfigError, GraphNotFoundError, QueryError, StoreError
+from circuitdb.store import versions as vs
+from circuitdb.store.neo4j import READ, WRITE, Neo4jStore
 
-pytestmark = [
-    pytest.mark.neo4j,
-    pytest.mark.usefixtures("neo4j_server"),
-]
+pytestmark = [pytest.mark.neo4j, pytest.mark.usefixtures("neo4j_server")]
+WRITER = Path(__file__).with_name("neo4j_writer.py")
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +43,16 @@ def gid(store):
             store.delete_graph(graph_id)
 
 
-def test_round_trip_idempotence_and_delete(store, gid) -> None:
+def versions_of(store, graph_id: str) -> list:
+    return store.run("MATCH (g:Graph {id: $g}) RETURN g.sid AS sid, g.current AS current ORDER BY g.seq",
+                     {"g": graph_id}).to_dict("records")
+
+
+def node_count(store, graph_id: str) -> int:
+    return int(store.run("MATCH (n:Node {graph_id: $g}) RETURN count(n) AS n", {"g": graph_id})["n"].iat[0])
+
+
+def test_round_trip_labels_names_nulls_and_rewrite(store, gid) -> None:
     g = sample_graph(gid)
     store.write_graph(g)
     store.write_graph(g)
@@ -47,13 +60,20 @@ def test_round_trip_idempotence_and_delete(store, gid) -> None:
     assert g.diff(back) == [] and back.keys.tolist() == g.keys.tolist()
     row = store.list_graphs().set_index("id").loc[gid]
     assert (row["n_nodes"], row["n_edges"]) == (g.n_nodes, g.n_edges)
-    n = store.run("MATCH (n:Node {graph_id: $g}) RETURN count(n) AS n", {"g": gid})["n"].iat[0]
-    assert n == g.n_nodes
+    assert node_count(store, gid) == g.n_nodes  # the superseded version is collected
+    assert [v["current"] for v in versions_of(store, gid)] == [True]
     heads = store.run("MATCH (n:Head {graph_id: $g}) RETURN n.key AS key ORDER BY key", {"g": gid})["key"].tolist()
     assert heads == sorted(g.keys[g.nodes["kind"] == "head"].tolist())
+    embed = store.run("MATCH (n:Embed {graph_id: $g}) RETURN n.name AS name, n.head AS head, n.feature AS feature, "
+                      "n.dictionary AS dictionary, n.activation AS activation ORDER BY name", {"g": gid})
+    assert embed["head"].isna().all() and embed["feature"].isna().all() and embed["dictionary"].isna().all()
+    assert embed["activation"].isna().all()
+    names = store.run("MATCH (n:Node {graph_id: $g}) RETURN n.name AS name", {"g": gid})["name"].tolist()
+    assert "L:' France'@1" in names or any(n.startswith("L:' France'") for n in names), names
     assert store.delete_graph(gid) is True and store.delete_graph(gid) is False
     with pytest.raises(GraphNotFoundError):
         store.read_graph(gid)
+    assert node_count(store, gid) == 0
 
 
 def test_nasty_ids_round_trip(store, gid) -> None:
@@ -64,21 +84,77 @@ def test_nasty_ids_round_trip(store, gid) -> None:
     assert store.delete_graph(graph_id)
 
 
-def test_failure_mid_write_keeps_old_graph(store, gid, monkeypatch) -> None:
+def test_readers_see_the_old_version_while_a_chunked_write_runs_and_after_it_fails(store, gid, monkeypatch) -> None:
     old = sample_graph(gid)
     store.write_graph(old)
-    real = rw.edge_row_batches
+    other = Neo4jStore().connect()
+    seen: list[int] = []
 
-    def failing(graph, size, graph_id=None):
-        it = real(graph, size, graph_id)
-        yield next(it)
-        raise RuntimeError("injected failure after the first edge batch")
+    def hook(name: str) -> None:
+        if name == "neo4j-chunk":
+            assert old.diff(other.read_graph(gid)) == []  # another reader, mid-write: the old complete graph
+            assert other.list_graphs().set_index("id").loc[gid, "n_edges"] == old.n_edges
+            seen.append(1)
+            if len(seen) == 5:
+                raise RuntimeError("injected failure after five chunks")
 
-    monkeypatch.setattr(rw, "edge_row_batches", failing)
+    monkeypatch.setattr(vs, "phase_hook", hook)
     with pytest.raises(RuntimeError, match="injected"):
         store.write_graph(sample_graph(gid, scale=5.0))
-    monkeypatch.setattr(rw, "edge_row_batches", real)
+    monkeypatch.setattr(vs, "phase_hook", None)
     assert old.diff(store.read_graph(gid)) == []
+    assert len(versions_of(store, gid)) == 2  # the incomplete version waits for gc (it might be another writer's)
+    assert store.gc(lease_seconds=3600) == 0
+    assert store.gc(lease_seconds=0) == 1
+    assert node_count(store, gid) == old.n_nodes and old.diff(store.read_graph(gid)) == []
+    other.close()
+
+
+def test_killed_writer_leaves_no_visible_partial_graph(store, gid) -> None:
+    """A writer process SIGKILLed in the middle of its chunk transactions, at several points."""
+    old = feature_graph(gid, gid, 30, seed=1)
+    store.write_graph(old)
+    env = {**os.environ, "CIRCUITDB_TEST_PHASE_PAUSE": "0.05"}
+    for kill_after in (1, 7, 20):
+        proc = subprocess.Popen([sys.executable, str(WRITER), gid, gid, "30", "5", str(kill_after)],
+                                stdout=subprocess.PIPE, text=True, env=env)
+        chunks = 0
+        for line in proc.stdout:
+            chunks += line.strip() == "neo4j-chunk"
+            if chunks == kill_after:
+                proc.send_signal(signal.SIGKILL)
+                break
+        proc.wait(60)
+        proc.stdout.close()
+        assert proc.returncode == -signal.SIGKILL, f"the writer finished before chunk {kill_after}"
+        assert store.list_graphs().set_index("id").loc[gid, "n_edges"] == old.n_edges
+        assert old.diff(store.read_graph(gid)) == []
+        assert store.complete_ids([gid]) == {gid}
+    assert store.gc(lease_seconds=0) == 3
+    assert node_count(store, gid) == old.n_nodes and len(versions_of(store, gid)) == 1
+
+
+def test_two_writer_processes_sharing_units_both_finish_complete(store, gid) -> None:
+    env = dict(os.environ)
+    ids = [f"{gid}-a", f"{gid}-b"]
+    procs = [subprocess.Popen([sys.executable, str(WRITER), i, gid, "60", "7", str(s)], stdout=subprocess.DEVNULL,
+                              env=env) for s, i in enumerate(ids)]
+    assert [p.wait(300) for p in procs] == [0, 0]
+    for s, i in enumerate(ids):
+        assert feature_graph(i, gid, 60, seed=s).diff(store.read_graph(i), meta=False) == []
+    units = store.run("MATCH (u:Unit)<-[:INSTANCE_OF]-(n:Node) WHERE n.graph_id IN $ids "
+                      "RETURN u.uid AS uid, count(DISTINCT n.graph_id) AS n", {"ids": ids})
+    assert len(units) == 60 and (units["n"] == 2).all()  # one unit per feature, shared, none doubled
+
+
+def test_write_graphs_and_complete_ids(store, gid) -> None:
+    graphs = [sample_graph(f"{gid}-{i}", model=gid, scale=i + 1.0) for i in range(5)]
+    assert store.write_graphs(graphs) == [g.id for g in graphs]
+    assert store.complete_ids([g.id for g in graphs] + [gid + "-missing"]) == {g.id for g in graphs}
+    for g in graphs:
+        assert g.diff(store.read_graph(g.id)) == []
+    with pytest.raises(ConfigError, match="more than once"):
+        store.write_graphs([graphs[0], graphs[0]])
 
 
 def test_subgraph_matches_ground_truth(store, gid) -> None:
@@ -92,17 +168,30 @@ def test_subgraph_matches_ground_truth(store, gid) -> None:
     assert g.subgraph(edge_mask=emask, node_mask=touched).diff(store.read_subgraph(gid, **f), meta=False) == []
 
 
-def test_units_and_circuits(store, gid) -> None:
+def test_damaged_graph_is_an_error_naming_it(store, gid) -> None:
+    store.write_graph(sample_graph(gid))
+    store.run("MATCH (:Node {graph_id: $g})-[e:ATTRIBUTES]->() WITH e LIMIT 1 DELETE e", {"g": gid}, write=True)
+    with pytest.raises(StoreError, match=gid):
+        store.read_graph(gid)
+
+
+def test_units_and_circuits_follow_rewrites(store, gid) -> None:
     store.write_graph(sample_graph(gid + "-a", model=gid))
     store.write_graph(sample_graph(gid + "-b", model=gid))
     shared = store.run("MATCH (u:Unit {uid: $u})<-[:INSTANCE_OF]-(n:Node) RETURN count(DISTINCT n.graph_id) AS n",
                        {"u": f"{gid}/A0.1"})
     assert shared["n"].iat[0] == 2
     store.save_circuit("c", gid + "-a", ["A0.1@1", "L:5@1"], method="m", params={"k": 1}, scores={})
+    store.write_graph(sample_graph(gid + "-a", model=gid, scale=2.0))  # re-linked to the new version
     assert store.read_circuit_record("c", gid + "-a")["node_keys"] == ["A0.1@1", "L:5@1"]
+    smaller = sample_graph(gid + "-a", model=gid).subgraph(node_mask=np.arange(9) != 8)
+    with pytest.raises(ConfigError, match="'c'"):
+        store.write_graph(smaller)
+    assert store.read_graph(gid + "-a").n_nodes == 9 and len(versions_of(store, gid + "-a")) == 1
     store.delete_graph(gid + "-a")
     store.delete_graph(gid + "-b")
     assert store.run("MATCH (u:Unit) WHERE u.model = $m RETURN count(u) AS n", {"m": gid})["n"].iat[0] == 0
+    assert store.list_circuits(gid + "-a").empty
 
 
 def test_read_only_run_is_refused_by_us_and_by_the_server(store, gid) -> None:
@@ -112,3 +201,23 @@ def test_read_only_run_is_refused_by_us_and_by_the_server(store, gid) -> None:
         with store._session(READ) as s:
             s.execute_read(lambda tx: tx.run("CREATE (:Node {uid: $u, graph_id: $u})", {"u": gid}).consume())
     assert store.run("MATCH (n:Node {uid: $u}) RETURN count(n) AS n", {"u": gid})["n"].iat[0] == 0
+
+
+def test_a_reader_opens_only_read_sessions(store, gid, neo4j_server) -> None:
+    """connect / list / read / query / complete_ids never open a WRITE session, so a user without write or schema
+    rights can use them. (Neo4j Community has no roles to make such a user: every user may write; READ access mode
+    is what the server enforces here, checked by the previous test.)"""
+    g = sample_graph(gid)
+    store.write_graph(g)
+    driver = live_driver(neo4j_server)
+    reader = Neo4jStore(driver=driver).connect()
+    reader.list_graphs()
+    assert g.diff(reader.read_graph(gid)) == []
+    reader.read_subgraph(gid, min_abs_weight=0.1, kinds=["head"])
+    reader.has_graph(gid)
+    reader.complete_ids([gid])
+    reader.list_circuits()
+    reader.run("MATCH (n:Node {graph_id: $g}) RETURN count(n) AS n", {"g": gid})
+    assert driver.sessions and set(driver.sessions) == {READ}
+    assert WRITE not in {c.mode for c in driver.calls}
+    driver.close()

@@ -66,5 +66,5 @@ def test_library_and_store_reads_are_read_only() -> None:
                   and not n.startswith(("NEO4J_", "LB_")) and n not in cy.PORTABLE_WRITES})
     bad = {n: write_reason(t) for n, t in texts.items() if write_reason(t)}
     assert not bad
-    for n in ("NEO4J_CREATE_EDGES", "NEO4J_DELETE_NODES_BATCH", "NEO4J_MERGE_UNITS", *cy.PORTABLE_WRITES):
+    for n in ("NEO4J_CREATE_EDGES", "NEO4J_DELETE_VERSION_NODES", "NEO4J_MERGE_UNITS_AND_LINKS", *cy.PORTABLE_WRITES):
         assert write_reason(getattr(cy, n))  # and our writes are writes
