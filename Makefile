@@ -88,6 +88,7 @@ bench: venv
 	$(PY) bench/eap_bench.py
 	$(PY) bench/feature_bench.py
 	$(PY) bench/query_bench.py
+	$(PY) bench/ingest_bench.py
 
 clean:
 	rm -rf $(VENV) circuitdb-data circuitdb-demo tools/cypher-lint/node_modules .pytest_cache $(NEO4J_DIR)/target

@@ -226,15 +226,7 @@ class AttributionGraph:
         unknown = [c for c in edges.columns if c not in EDGE_COLUMNS + ("abs_weight",)]
         if unknown:
             raise GraphValidationError(f"unknown edge column(s) {unknown}; valid columns: {', '.join(EDGE_COLUMNS)}")
-        channel = None
-        if "channel" in edges.columns:
-            channel = encode_channels(edges["channel"])
-        try:
-            src = edges["source"].to_numpy(dtype=np.int64)
-            dst = edges["target"].to_numpy(dtype=np.int64)
-            w = edges["weight"].to_numpy(dtype=np.float64)
-        except (TypeError, ValueError) as e:
-            raise GraphValidationError(f"edge frame has non-numeric source/target/weight: {e}") from e
+        src, dst, w, channel = _edge_arrays(edges, "edge frame")
         return cls(nodes, src, dst, w, channel, meta)
 
     def to_frames(self) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -334,16 +326,29 @@ class AttributionGraph:
         missing = [f.name for f in files if not f.exists()]
         if missing:
             raise ConfigError(f"{path} is not a circuitdb graph directory: missing {missing}")
-        meta = json.loads(files[0].read_text())
+        try:
+            meta = json.loads(files[0].read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ConfigError(f"{files[0]} is not readable JSON ({type(e).__name__}: {e})") from e
+        if not isinstance(meta, dict):
+            raise ConfigError(f"{files[0]} must hold a JSON object, got {type(meta).__name__}")
         if meta.pop("format", None) != "circuitdb-graph":
             raise ConfigError(f"{path}/meta.json is not a circuitdb graph (no format: circuitdb-graph)")
         version = meta.get("schema_version")
         if not isinstance(version, int) or version > SCHEMA_VERSION:
             raise ConfigError(f"{path}: schema_version {version!r} is not supported (this circuitdb reads ≤ {SCHEMA_VERSION})")
-        nodes = pd.read_parquet(files[1])
-        edges = pd.read_parquet(files[2])
-        return cls(nodes, edges["source"].to_numpy(), edges["target"].to_numpy(), edges["weight"].to_numpy(),
-                   edges["channel"].to_numpy(), meta)
+        frames = []
+        for f in files[1:]:
+            try:
+                frames.append(pd.read_parquet(f))
+            except Exception as e:  # pyarrow raises several types for a torn or foreign file
+                raise ConfigError(f"{f} is not a readable parquet file ({type(e).__name__}: {e})") from e
+        nodes, edges = frames
+        unknown = [c for c in edges.columns if c not in EDGE_COLUMNS]
+        if unknown:
+            raise ConfigError(f"{files[2]}: unknown edge column(s) {unknown}; valid: {', '.join(EDGE_COLUMNS)}")
+        src, dst, w, channel = _edge_arrays(edges, str(files[2]))
+        return cls(nodes, src, dst, w, channel, meta)
 
     # ----------------------------------------------------------------- interop (formats engineer; additive)
     def to_networkx(self) -> Any:
@@ -372,10 +377,39 @@ class AttributionGraph:
 HTML_VIEWS: dict[str, Any] = {}
 
 
+def _edge_arrays(edges: pd.DataFrame, where: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """source/target/weight/channel of an edge frame, refusing what a cast would change silently: non-integral or
+    missing indices, complex or non-numeric weights, out-of-range channel codes."""
+    missing = [c for c in ("source", "target", "weight") if c not in edges.columns]
+    if missing:
+        raise GraphValidationError(f"{where} lacks column(s) {missing}; expected {EDGE_COLUMNS}")
+    out = []
+    for col in ("source", "target"):
+        v = edges[col]
+        if not (pd.api.types.is_integer_dtype(v.dtype) or pd.api.types.is_float_dtype(v.dtype)):
+            raise GraphValidationError(f"{where}: column {col!r} must hold integer node rows, got {v.dtype}")
+        f = v.to_numpy(dtype=np.float64, na_value=np.nan)
+        bad = ~np.isfinite(f) | (f != np.round(f))
+        if bad.any():
+            j = int(np.flatnonzero(bad)[0])
+            raise GraphValidationError(f"{where}: {col} of edge {j} is {f[j]!r}, not a node row (an integer)")
+        out.append(f.astype(np.int64) if pd.api.types.is_float_dtype(v.dtype) else v.to_numpy(dtype=np.int64))
+    wcol = edges["weight"]
+    if pd.api.types.is_complex_dtype(wcol.dtype) or not (pd.api.types.is_numeric_dtype(wcol.dtype)
+                                                          and not pd.api.types.is_bool_dtype(wcol.dtype)):
+        raise GraphValidationError(f"{where}: column 'weight' must hold real numbers, got {wcol.dtype}")
+    channel = encode_channels(edges["channel"]) if "channel" in edges.columns else None
+    return out[0], out[1], wcol.to_numpy(dtype=np.float64), channel
+
+
 def encode_channels(values: Any) -> np.ndarray:
     """Map channel strings ("", "q", "k", "v"; None/NaN = "") or int codes to int8 codes; bad values raise."""
     s = pd.Series(values)
     if pd.api.types.is_integer_dtype(s.dtype):
+        bad = (s < 0) | (s >= len(CHANNELS))
+        if bad.any():  # int8 would wrap 256 to 0
+            raise GraphValidationError(f"channel code {int(s[bad].iat[0])} is out of range; valid codes 0..3 for "
+                                       f"{CHANNELS}")
         return s.to_numpy(dtype=np.int8)
     s = s.fillna("").astype(str)
     codes = s.map({c: i for i, c in enumerate(CHANNELS)})

@@ -151,7 +151,9 @@ class Circuit:
         node_mask = np.isin(graph.keys, list(keys))
         edges = rec.get("edges")
         edge_mask = None
-        if isinstance(edges, pd.DataFrame) and len(edges):
+        if isinstance(edges, pd.DataFrame) and not len(edges):  # saved with no edges: reloads with none
+            edge_mask = np.zeros(graph.n_edges, bool)
+        elif isinstance(edges, pd.DataFrame):
             s_col = "source" if "source" in edges.columns else "src"
             t_col = "target" if "target" in edges.columns else "dst"
             ch = encode_channels(edges["channel"]) if "channel" in edges.columns else np.zeros(len(edges), np.int8)

@@ -90,5 +90,8 @@ def main() -> None:
         from rich.console import Console
         from rich.text import Text
 
-        Console(stderr=True).print(Text.assemble(("error:", "red"), " ", str(e)))  # never parsed as markup
+        msg = str(e)
+        if len(msg) > 2000:  # a 100k-character id inside a message: elide, never hang the terminal
+            msg = f"{msg[:1000]} … ({len(msg):,} characters) … {msg[-300:]}"
+        Console(stderr=True).print(Text.assemble(("error:", "red"), " ", msg))  # never read as markup
         raise SystemExit(2) from None

@@ -26,6 +26,27 @@ def _console():
     return Console()
 
 
+#: longest value printed whole in a table or message; longer ones are elided (a 100k-character id hung rich)
+MAX_SHOWN = 120
+
+
+def _text(value: Any):
+    """A user string as a rich Text: never read as markup (``[/x]`` prints as is), elided past MAX_SHOWN."""
+    from rich.text import Text
+
+    s = "" if value is None else str(value)
+    if len(s) > MAX_SHOWN:
+        s = f"{s[:MAX_SHOWN // 2]}…{s[-20:]} ({len(s):,} chars)"
+    return Text(s)
+
+
+def _say(*parts: Any) -> None:
+    """Print a message whose parts are plain strings (ours, may hold markup) or user values (wrapped by _text)."""
+    from rich.text import Text
+
+    _console().print(Text.assemble(*(p if isinstance(p, Text) else Text.from_markup(p) for p in parts)))
+
+
 def _print_json(obj: Any) -> None:
     from circuitdb.plain import plain_value
 
@@ -48,13 +69,13 @@ def list_cmd(store: Optional[str] = STORE_OPTION, as_json: bool = JSON_OPTION) -
         return
     from rich.table import Table
 
-    table = Table(title=f"{len(df)} graph(s) in {s.uri}")
+    table = Table(title=_text(f"{len(df)} graph(s) in {s.uri}"))
     cols = [c for c in TABLE_COLUMNS if c in df.columns]
     for col in cols:
         table.add_column(col, justify="right" if col in ("n_nodes", "n_edges") else "left",
                          no_wrap=col in ("id", "n_nodes", "n_edges", "created_at"))
     for rec in df[cols].itertuples(index=False):
-        table.add_row(*("" if v is None else str(v) for v in rec))
+        table.add_row(*(_text(v) for v in rec))
     _console().print(table)
 
 
@@ -91,7 +112,8 @@ def show_cmd(graph_id: str = typer.Argument(..., metavar="ID", help="Graph id (s
     from circuitdb.plain import plain_value
 
     con = _console()
-    meta = Table(title=f"graph {graph.id}: {graph.n_nodes:,} nodes, {graph.n_edges:,} edges", show_header=False)
+    meta = Table(title=_text(f"graph {graph.id}: {graph.n_nodes:,} nodes, {graph.n_edges:,} edges"),
+                 show_header=False)
     meta.add_column("field", style="bold")
     meta.add_column("value", overflow="fold")
     for k, v in sorted(info["meta"].items()):
@@ -103,7 +125,7 @@ def show_cmd(graph_id: str = typer.Argument(..., metavar="ID", help="Graph id (s
         for col in ("source", "target", "channel", "weight"):
             edges.add_column(col, justify="right" if col == "weight" else "left")
         for e in info["top_edges"]:
-            edges.add_row(e["source"], e["target"], e["channel"], f"{e['weight']:+.4g}")
+            edges.add_row(_text(e["source"]), _text(e["target"]), _text(e["channel"]), f"{e['weight']:+.4g}")
         con.print(edges)
 
 
@@ -116,7 +138,7 @@ def delete_cmd(graph_id: str = typer.Argument(..., metavar="ID", help="Graph id 
     with open_cli_store(store) as s:
         if not s.delete_graph(graph_id):
             raise GraphNotFoundError(f"no graph {graph_id!r} in {s.uri}; nothing deleted")
-    _console().print(f"deleted graph [bold]{graph_id}[/bold]")
+    _say("deleted graph ", _text(graph_id))
 
 
 def import_cmd(path: Path = typer.Argument(..., help="A graph directory written by `circuitdb export` / "
@@ -128,13 +150,49 @@ def import_cmd(path: Path = typer.Argument(..., help="A graph directory written 
     """Import a graph into the store (replacing a graph of the same id); EAP-IG files also store their circuit."""
     from circuitdb.formats import import_file
 
+    circuits = _load_circuits(path) if path.is_dir() else []
+    if circuits:  # refuse before anything is written when a carried circuit names a node the graph lacks
+        from circuitdb.errors import ConfigError
+        from circuitdb.graph import AttributionGraph
+
+        keys = set(AttributionGraph.load(path).keys.tolist())
+        for rec in circuits:
+            lost = sorted(set(rec["node_keys"]) - keys)
+            if lost:
+                raise ConfigError(f"{path / CIRCUITS_FILE}: circuit {rec['name']!r} names node(s) {lost[:5]} that "
+                                  "the graph does not have")
     with open_cli_store(store) as s:
         gid, circuit = import_file(s, path, fmt, graph_id=graph_id)
+        for rec in circuits:  # the saved circuits an export carried (a rewrite keeps the store's own, re-linked)
+            s.save_circuit(rec["name"], gid, rec["node_keys"], method=rec["method"], params=rec["params"],
+                           scores=rec["scores"], edges=rec["edges"])
         graph = s.read_graph(gid)
         where = s.uri
-    extra = f" and circuit [bold]{circuit}[/bold]" if circuit else ""
-    _console().print(f"imported [bold]{gid}[/bold] ({graph.n_nodes:,} nodes, {graph.n_edges:,} edges){extra} into "
-                     f"{where}")
+    extra = [" and circuit ", _text(circuit)] if circuit else []
+    if circuits:
+        extra.append(f" and {len(circuits)} saved circuit(s)")
+    _say("imported ", _text(gid), f" ({graph.n_nodes:,} nodes, {graph.n_edges:,} edges)", *extra, " into ",
+         _text(where))
+
+
+CIRCUITS_FILE = "circuits.json"
+
+
+def _load_circuits(path: Path) -> list[dict[str, Any]]:
+    """The saved circuits an export wrote next to a native graph (``circuits.json``; none if absent)."""
+    from circuitdb.errors import ConfigError
+    from circuitdb.store.rows import circuit_edges_from_json
+
+    f = path / CIRCUITS_FILE
+    if not f.exists():
+        return []
+    try:
+        recs = json.loads(f.read_text(encoding="utf-8"))
+        return [{"name": str(r["name"]), "node_keys": [str(k) for k in r["node_keys"]], "method": str(r["method"]),
+                 "params": dict(r["params"]), "scores": dict(r["scores"]),
+                 "edges": circuit_edges_from_json(r.get("edges"))} for r in recs]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise ConfigError(f"{f} is not a circuitdb circuits file: {e}") from e
 
 
 def export_cmd(graph_id: str = typer.Argument(..., metavar="ID", help="Graph id to export."),
@@ -152,10 +210,19 @@ def export_cmd(graph_id: str = typer.Argument(..., metavar="ID", help="Graph id 
         raise ConfigError(f"{path} exists and is not an empty directory; pass --force to overwrite")
     if not native and path.exists() and not force:
         raise ConfigError(f"{path} exists; pass --force to overwrite")
+    from circuitdb.store.rows import circuit_edges_json
+
     with open_cli_store(store) as s:
         graph = s.read_graph(graph_id)
+        circuits = [s.read_circuit_record(n, graph_id) for n in s.list_circuits(graph_id)["name"].tolist()]
     write_file(graph, path, fmt)
-    _console().print(f"exported [bold]{graph.id}[/bold] ({graph.n_nodes:,} nodes, {graph.n_edges:,} edges) to {path}")
+    if native:  # the graph's saved circuits travel with it (import reads them back)
+        (path / CIRCUITS_FILE).write_text(json.dumps([
+            {"name": c["name"], "node_keys": c["node_keys"], "method": c["method"], "params": c["params"],
+             "scores": c["scores"], "edges": circuit_edges_json(c["edges"]) or None} for c in circuits],
+            default=str), encoding="utf-8")
+    _say("exported ", _text(graph.id), f" ({graph.n_nodes:,} nodes, {graph.n_edges:,} edges"
+         + (f", {len(circuits)} circuit(s)" if native else "") + ") to ", _text(path))
 
 
 def register(app: typer.Typer) -> None:

@@ -92,6 +92,21 @@ class GraphStore(ABC):
     def has_graph(self, graph_id: str) -> bool:
         return bool(len(self.list_graphs().query("id == @graph_id")))
 
+    def write_graphs(self, graphs: "Iterable[AttributionGraph]", graph_ids: "Iterable[str | None] | None" = None
+                     ) -> list[str]:
+        """Write many (small) graphs; each becomes visible only complete. Stores that can do it in one transaction
+        override this (the embedded store: one COPY transaction and one flip for all); this fallback writes them
+        one by one."""
+        graphs = list(graphs)
+        ids = [None] * len(graphs) if graph_ids is None else list(graph_ids)
+        if len(ids) != len(graphs):
+            raise ConfigError(f"write_graphs: {len(graphs)} graphs but {len(ids)} graph ids")
+        return [self.write_graph(g, graph_id=i) for g, i in zip(graphs, ids)]
+
+    def complete_ids(self, ids: Iterable[str]) -> set[str]:
+        """Which of ``ids`` have a complete (current) version in the store (ingest skips those)."""
+        return {str(i) for i in ids if self.has_graph(str(i))}
+
     # -------------------------------------------------------------- queries
     @abstractmethod
     def run(self, cypher: str, params: dict[str, Any] | None = None, *, write: bool = False) -> "pd.DataFrame":

@@ -111,22 +111,25 @@ def new_sid(graph_id: str) -> str:
 _CAPTION_LABEL = 40
 
 
-def node_names(graph: AttributionGraph) -> np.ndarray:
-    """The Browser caption of each node (``name``): the key, with the label where one helps a reader —
+def caption(key: str, label: str, kind: str = "feature") -> str:
+    """The Browser caption of a node (``name``): the key, with the label where one helps a reader —
     ``F3:1204@7 "Paris"`` (features), ``L:' France'`` (logits: the token text replaces the id), ``E@2 'When'``."""
-    out = np.array(graph.keys, dtype=object)
-    for i, (kind, key, label) in enumerate(zip(graph.nodes["kind"].tolist(), out.tolist(),
-                                               graph.nodes["label"].tolist())):
-        if not label:
-            continue
-        short = label if len(label) <= _CAPTION_LABEL else label[:_CAPTION_LABEL - 1] + "…"
-        if kind == "logit":
-            out[i] = f"L:'{short}'" + (key[key.rindex("@"):] if "@" in key else "")
-        elif kind == "feature":
-            out[i] = f'{key} "{short}"'
-        elif kind == "embed":
-            out[i] = f"{key} '{short}'"
-    return out
+    if not label:
+        return key
+    short = label if len(label) <= _CAPTION_LABEL else label[:_CAPTION_LABEL - 1] + "…"
+    if kind == "logit":
+        return f"L:'{short}'" + (key[key.rindex("@"):] if "@" in key else "")
+    if kind == "feature":
+        return f'{key} "{short}"'
+    if kind == "embed":
+        return f"{key} '{short}'"
+    return key
+
+
+def node_names(graph: AttributionGraph) -> np.ndarray:
+    """:func:`caption` of every node, in node order."""
+    return np.array([caption(k, lab, kind) for k, lab, kind in zip(graph.keys.tolist(), graph.nodes["label"].tolist(),
+                                                                     graph.nodes["kind"].tolist())], dtype=object)
 
 
 def _nullable(col: str, values: np.ndarray, kinds: np.ndarray) -> "pa.Array":

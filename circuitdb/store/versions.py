@@ -194,7 +194,7 @@ def write_versions(store: "EmbeddedStore", graphs: "list[AttributionGraph]", ids
 
     if store.read_only:
         raise StoreError(f"the embedded store {str(store.path)!r} is open read-only")
-    gids = [rw.check_graph_id(i or g.id) for g, i in zip(graphs, ids)]
+    gids = [rw.check_graph_id(g.id if i is None else i) for g, i in zip(graphs, ids)]
     dup = sorted({g for g in gids if gids.count(g) > 1})
     if dup:
         raise ConfigError(f"write_graphs got graph id(s) {dup} more than once; each id once per call")

@@ -384,3 +384,46 @@ def test_graph_ids_that_prefix_each_other_do_not_collide(store):
     store.write_graph(ab)
     assert store.list_graphs()["id"].tolist() == ["a", "a/b"]
     assert store.read_graph("a").diff(a) == [] and store.read_graph("a/b").diff(ab) == []
+
+
+# ---------------------------------------------------------------------------------------------- for ingest
+def test_write_graphs_in_one_transaction_and_complete_ids(store, monkeypatch):
+    from circuitdb.store import versions as vs
+
+    graphs = [mixed_graph(f"batch-{i}", n_edges=200, seed=i) for i in range(5)]
+    phases: list[str] = []
+    monkeypatch.setattr(vs, "phase_hook", phases.append)
+    assert store.write_graphs(graphs) == [g.id for g in graphs]
+    assert phases.count("commit") == 1 and phases.count("flip") == 1  # one data transaction, one flip for all
+    for g in graphs:
+        assert store.read_graph(g.id).diff(g) == []
+    assert store.complete_ids(["batch-0", "batch-4", "nope"]) == {"batch-0", "batch-4"}
+    assert store.write_graphs([]) == []
+
+
+def test_unit_uid_keyed_by_model_identity(store):
+    a = mixed_graph("a", n_edges=50)
+    a.meta["model_id"] = "cfg-hash-1"
+    b = mixed_graph("b", n_edges=50)  # same model name, no identity: keyed by the name
+    store.write_graph(a)
+    store.write_graph(b)
+    units = store.run("MATCH (n:Node)-[:INSTANCE_OF]->(u:Unit) WHERE n.key = 'A0.0@0' RETURN n.graph_id AS g, "
+                      "u.uid AS u, u.model AS m ORDER BY g")
+    assert units.values.tolist() == [["a", "cfg-hash-1/A0.0", "toy"], ["b", "toy/A0.0", "toy"]]
+
+
+def test_a_store_locked_by_another_process_names_the_path(tmp_path):
+    import subprocess
+    import sys
+
+    EmbeddedStore(tmp_path / "db").connect().close()
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from circuitdb.store.embedded import "
+                               "EmbeddedStore; s = EmbeddedStore(sys.argv[1]).connect(); print('open', flush=True); "
+                               "time.sleep(60)", str(tmp_path / "db")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        with pytest.raises(StoreError, match=r"(?s)graphs\.lbdb.*locked by another process.*read-only"):
+            EmbeddedStore(tmp_path / "db").connect()
+    finally:
+        holder.kill()
+        holder.wait()
