@@ -7,8 +7,9 @@ Conventions (stated once):
   ``i`` of the dictionary whose hook is at layer ``l``; its contribution is ``a_i · W_dec[i]`` at the dictionary's
   output hook). Without ``@p`` an intervention acts at every position.
 - Operations: ``zero`` (ablate: the node's output is removed), ``scale`` (multiplied by ``value``), ``patch`` (the
-  output it has on the ``corrupted`` tokens; heads and MLPs), ``add`` (steering: ``value · W_dec[i]`` added at the
-  feature's output hook, whether or not it is active — "Golden Gate" style).
+  output it has on the ``corrupted`` tokens; for a feature: its activation is set to the one it has on the corrupted
+  run, through its decoder direction, ``(a_corr − a) · W_dec[i]`` added at its output hook), ``add`` (steering:
+  ``value · W_dec[i]`` added at the feature's output hook, whether or not it is active — "Golden Gate" style).
 - Logits in the steering check are *centred* (``logit − mean logit``), the quantity feature graphs attribute.
 - Hooks are only active inside ``model.hooks(...)`` scopes; torch is imported by this module (it is not part of
   ``import circuitdb``).
@@ -54,8 +55,6 @@ class Intervention:
         kind, *_ = parse_key(self.key)
         if self.op == "add" and kind != "feature":
             raise ConfigError(f"intervention 'add' steers along a feature's decoder direction; {self.key!r} is a {kind}")
-        if self.op == "patch" and kind == "feature":
-            raise ConfigError(f"intervention 'patch' applies to heads and MLPs, not feature {self.key!r}; use scale")
 
 
 def parse_key(key: str) -> tuple[str, int, int, int | None]:
@@ -83,6 +82,13 @@ def _dictionary_at(dicts: Sequence["Dictionary"], layer: int, key: str) -> "Dict
     raise ConfigError(f"no dictionary at layer {layer} for {key!r}; dictionaries are at layers {have}")
 
 
+def _feature_dictionary(dicts: Sequence["Dictionary"], layer: int, index: int, key: str) -> "Dictionary":
+    d = _dictionary_at(dicts, layer, key)
+    if not 0 <= index < d.width:
+        raise ConfigError(f"{key!r}: feature {index} outside dictionary {d.id!r} of width {d.width}")
+    return d
+
+
 def _check(model: "HookedTransformer", kind: str, layer: int, index: int, key: str) -> None:
     cfg = model.cfg
     if not 0 <= layer < cfg.n_layers:
@@ -101,10 +107,11 @@ def intervention_hooks(model: "HookedTransformer", interventions: Iterable[Inter
     if any(iv.op == "patch" for iv in ivs):
         if corrupted is None:
             raise ConfigError("intervention 'patch' needs corrupted tokens (the run whose outputs are patched in)")
-        names = {_hook_name(parse_key(iv.key)) for iv in ivs if iv.op == "patch"}
+        names = {_hook_name(parse_key(iv.key)) for iv in ivs if iv.op == "patch" and not iv.key.startswith("F")}
         with torch.no_grad():
             _, cache = model.run_with_cache(corrupted.to(model.cfg.device), names_filter=lambda n: n in names)
         patch_cache = {n: cache[n] for n in names}
+    feature_patch = _feature_activations(model, [iv for iv in ivs if iv.op == "patch"], dictionaries, corrupted)
     hooks = []
     for iv in ivs:
         kind, layer, index, pos = parse_key(iv.key)
@@ -114,25 +121,51 @@ def intervention_hooks(model: "HookedTransformer", interventions: Iterable[Inter
             name = _hook_name((kind, layer, index, pos))
             hooks.append((name, _component_hook(iv, kind, index, sel, patch_cache.get(name))))
         else:
-            d = _dictionary_at(dictionaries, layer, iv.key)
-            if not 0 <= index < d.width:
-                raise ConfigError(f"{iv.key!r}: feature {index} outside dictionary {d.id!r} of width {d.width}")
+            d = _feature_dictionary(dictionaries, layer, index, iv.key)
             store: dict[str, Tensor] = {}
 
             def grab(t: Tensor, hook: Any, d=d, store=store, index=index) -> None:  # noqa: ANN001
                 store["a"] = d.encode(t)[..., index]
 
-            def steer(t: Tensor, hook: Any, d=d, store=store, iv=iv, index=index, sel=sel) -> Tensor:  # noqa: ANN001
+            def steer(t: Tensor, hook: Any, d=d, store=store, iv=iv, index=index, sel=sel,  # noqa: ANN001
+                      target=feature_patch.get(iv.key)) -> Tensor:
                 t = t.clone()
                 direction = d.W_dec[index].to(t.dtype)
                 if iv.op == "add":
                     t[:, sel] += iv.value * direction
+                elif iv.op == "patch":
+                    if target.shape != store["a"].shape:
+                        raise ConfigError(f"patching {iv.key!r}: corrupted tokens give {tuple(target.shape)}, the "
+                                          f"run {tuple(store['a'].shape)} (same batch and length needed)")
+                    t[:, sel] += (target - store["a"])[:, sel, None].to(t.dtype) * direction
                 else:
                     factor = 0.0 if iv.op == "zero" else iv.value
                     t[:, sel] += (factor - 1.0) * store["a"][:, sel, None].to(t.dtype) * direction
                 return t
             hooks += [(d.hook_in, grab), (d.hook_out, steer)]
     return hooks
+
+
+def _feature_activations(model: "HookedTransformer", ivs: list[Intervention], dictionaries: Sequence["Dictionary"],
+                         corrupted: Tensor | None) -> dict[str, Tensor]:
+    """``{feature key: its activation [batch, seq] on the run of tokens corrupted}`` for the features among ``ivs``."""
+    feats = [iv for iv in ivs if parse_key(iv.key)[0] == "feature"]
+    if not feats:
+        return {}
+    if corrupted is None:
+        raise ConfigError("intervention 'patch' needs corrupted tokens (the run whose activations are patched in)")
+    got: dict[str, Tensor] = {}
+    hooks = []
+    for iv in feats:
+        _, layer, index, _ = parse_key(iv.key)
+        d = _feature_dictionary(dictionaries, layer, index, iv.key)
+
+        def grab(t: Tensor, hook: Any, d=d, key=iv.key, index=index) -> None:  # noqa: ANN001
+            got[key] = d.encode(t)[..., index].detach()
+        hooks.append((d.hook_in, grab))
+    with torch.no_grad(), model.hooks(fwd_hooks=hooks):
+        model(corrupted.to(model.cfg.device), return_type=None)
+    return got
 
 
 def _hook_name(parsed: tuple) -> str:
@@ -251,12 +284,39 @@ def steering_check(model: "HookedTransformer", graph: "AttributionGraph", key: s
     scaled by ``factor`` (0 = ablate): ``frozen`` runs the frozen replacement model (equal to the ``direct``
     prediction up to float error), ``real`` the real model; ``gap`` = real − propagated prediction, the part the
     graph's linearisation cannot see (attention patterns, LayerNorm scales and feature gates re-computed)."""
-    from circuitdb.attribution.replacement import ReplacementModel
+    tokens, dicts = _check_inputs(model, graph, key, tokens, dictionaries)
+    return _feature_check(model, graph, key, factor, tokens, dicts, Intervention(key, "scale", factor))
+
+
+def patch_check(model: "HookedTransformer", graph: "AttributionGraph", key: str, corrupted: Tensor, *,
+                tokens: Tensor | None = None, dictionaries: Any = None) -> dict[str, Any]:
+    """As :func:`steering_check`, for patching feature ``key`` from the ``corrupted`` prompt: its activation is set
+    to the one it has on the corrupted run (same length as the graph's prompt). In the graph and the frozen model
+    that is the scaling factor ``a_corrupted / a_clean`` of the node; in the real model the ``patch`` intervention
+    (whose downstream features, attention and LayerNorm scales respond). The result also names both activations."""
+    tokens, dicts = _check_inputs(model, graph, key, tokens, dictionaries)
+    corrupted = torch.as_tensor(corrupted, dtype=torch.long).reshape(1, -1)
+    if corrupted.shape[1] != tokens.numel():
+        raise ConfigError(f"patch_check: the corrupted prompt has {corrupted.shape[1]} tokens, the graph's "
+                          f"{tokens.numel()} (equal lengths needed)")
+    _, layer, index, pos = parse_key(key)
+    iv = Intervention(key, "patch")
+    a_corr = float(_feature_activations(model, [iv], dicts, corrupted)[key][0, pos])
+    a_clean = float(_feature_activations(model, [iv], dicts, tokens.reshape(1, -1))[key][0, pos])
+    if a_clean == 0.0:
+        raise ConfigError(f"feature {key!r} is not active on this prompt")
+    res = _feature_check(model, graph, key, a_corr / a_clean, tokens, dicts, iv, corrupted)
+    return {**res, "op": "patch", "clean_activation": a_clean, "corrupted_activation": a_corr,
+            "corrupted_tokens": corrupted.reshape(-1).tolist()}
+
+
+def _check_inputs(model: "HookedTransformer", graph: "AttributionGraph", key: str, tokens: Tensor | None,
+                  dictionaries: Any) -> tuple[Tensor, list]:
     from circuitdb.dictionaries.load import load_dictionaries
 
-    kind, layer, index, pos = parse_key(key)
+    kind = parse_key(key)[0]
     if kind != "feature":
-        raise ConfigError(f"steering_check scales a feature node; {key!r} is a {kind}")
+        raise ConfigError(f"steering and patch checks act on a feature node; {key!r} is a {kind}")
     if tokens is None:
         tokens = torch.as_tensor(graph.meta.get("tokens") or [], dtype=torch.long).reshape(-1)
         if tokens.numel() == 0:
@@ -266,8 +326,18 @@ def steering_check(model: "HookedTransformer", graph: "AttributionGraph", key: s
     if want and not want <= {d.id for d in dicts}:
         raise ConfigError(f"graph {graph.id!r} was built with dictionaries {sorted(want)}; got "
                           f"{sorted(d.id for d in dicts)} (pass dictionaries=)")
+    return tokens.reshape(-1), dicts
+
+
+def _feature_check(model: "HookedTransformer", graph: "AttributionGraph", key: str, factor: float, tokens: Tensor,
+                   dicts: list, real_iv: Intervention, corrupted: Tensor | None = None) -> dict[str, Any]:
+    """The graph's prediction, the frozen replacement model and the real model (``real_iv``) for one feature whose
+    contribution is multiplied by ``factor``."""
+    from circuitdb.attribution.replacement import ReplacementModel
+
+    _, layer, index, pos = parse_key(key)
     pred = graph_prediction(graph, key, factor)
-    rm = ReplacementModel.build(model, tokens.reshape(-1), dicts)
+    rm = ReplacementModel.build(model, tokens, dicts)
     d = _dictionary_at(dicts, layer, key)
     di = next(i for i, x in enumerate(rm.dicts) if x.id == d.id)
     src = rm.sources
@@ -277,8 +347,8 @@ def steering_check(model: "HookedTransformer", graph: "AttributionGraph", key: s
     clean = _centred(rm.frozen_forward()["logits"])
     frozen = _centred(rm.frozen_forward(source=int(j[0]), factor=factor)["logits"]) - clean
     real_clean = _centred(run_with_interventions(model, tokens.reshape(1, -1), [])[0])
-    real = _centred(run_with_interventions(model, tokens.reshape(1, -1), [Intervention(key, "scale", factor)],
-                                           dictionaries=dicts)[0]) - real_clean
+    real = _centred(run_with_interventions(model, tokens.reshape(1, -1), [real_iv], dictionaries=dicts,
+                                           corrupted=corrupted)[0]) - real_clean
     rows = {}
     nodes = graph.nodes.set_index("key")
     for lk, p in pred.items():
@@ -286,12 +356,12 @@ def steering_check(model: "HookedTransformer", graph: "AttributionGraph", key: s
         f, r = float(frozen[tp, tok]), float(real[tp, tok])
         rows[lk] = {**p, "frozen": f, "real": r, "gap": r - p["propagated"]}
     worst = max(abs(v["frozen"] - v["direct"]) for v in rows.values()) if rows else 0.0
-    log.info("steering %s x%g: frozen vs graph max |diff| %.3g", key, factor, worst)
-    return {"key": key, "factor": factor, "logits": rows, "frozen_vs_graph": worst,
+    log.info("%s %s x%g: frozen vs graph max |diff| %.3g", real_iv.op, key, factor, worst)
+    return {"key": key, "op": real_iv.op, "factor": factor, "logits": rows, "frozen_vs_graph": worst,
             "gap_cause": "the real model re-computes attention patterns, LayerNorm scales and every downstream "
                          "feature's activation (gate), which the graph holds at their clean values"}
 
 
 def record_check(circuit: Any, check: dict[str, Any]) -> Any:
-    """``circuit`` with ``check`` (from :func:`steering_check`) appended to ``scores["steering_checks"]``."""
+    """``circuit`` with ``check`` (from :func:`steering_check` / :func:`patch_check`) appended to ``scores["steering_checks"]``."""
     return circuit.with_scores(steering_checks=[*circuit.scores.get("steering_checks", []), check])
