@@ -62,7 +62,7 @@ def store_kind(request) -> str:
 @pytest.fixture()
 def store(store_kind, request, tmp_path_factory):
     """The library graphs in one store of each kind (written once per kind; the queries only read)."""
-    s = cached_store(store_kind, request, "test_library", tmp_path_factory.mktemp("qlib"), fill_library)
+    s = cached_store(store_kind, request, "library", tmp_path_factory.mktemp("qlib"), fill_library)
     s.graphs = GRAPHS
     return s
 

@@ -52,7 +52,7 @@ def test_every_library_query_has_parameter_sets():
 @pytest.fixture(scope="module")
 def both(request, tmp_path_factory):
     """(embedded, neo4j) holding the same library graphs."""
-    return tuple(cached_store(kind, request, f"test_parity.{kind}", tmp_path_factory.mktemp(f"parity-{kind}"),
+    return tuple(cached_store(kind, request, "library", tmp_path_factory.mktemp(f"qlib-{kind}"),
                               fill_library) for kind in ("embedded", "neo4j"))
 
 
