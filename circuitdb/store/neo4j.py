@@ -344,8 +344,9 @@ class Neo4jStore(GraphStore):
                 raise GraphNotFoundError(f"cannot save circuit {name!r}: no graph {graph_id!r} in {self.uri}")
             tx.run(cy.NEO4J_DELETE_CIRCUIT, {"uid": uid}).consume()
             tx.run(cy.NEO4J_CREATE_CIRCUIT, {"props": props}).consume()
-            linked = sum(tx.run(cy.NEO4J_LINK_CIRCUIT, {"graph_id": graph_id, "uid": uid, "keys": keys[sl]}
-                                ).single()["n"] for sl in self._chunks(len(keys)))
+            rows = [{"k": k, "edges": e} for k, e in zip(keys, rw.circuit_edge_lists(name, keys, edges))]
+            linked = sum(tx.run(cy.NEO4J_LINK_CIRCUIT, {"graph_id": graph_id, "uid": uid, "rows": rows[sl]}
+                                ).single()["n"] for sl in self._chunks(len(rows)))
             if linked != len(keys):
                 found = {r["key"] for r in tx.run(cy.EXISTING_KEYS, {"graph_id": graph_id, "keys": keys})}
                 missing = [k for k in keys if k not in found]

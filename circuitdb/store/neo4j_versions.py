@@ -133,9 +133,9 @@ def flip(store: "Neo4jStore", graphs: list["AttributionGraph"], gids: list[str],
     return stale
 
 
-def _relink_rows(tx: Any, graph: "AttributionGraph", graph_id: str, sid: str) -> list[dict[str, str]]:
-    """INCLUDES rows linking the id's saved circuits to the new version by node key; refuses (ConfigError
-    naming them) when a circuit's node is not in the new graph."""
+def _relink_rows(tx: Any, graph: "AttributionGraph", graph_id: str, sid: str) -> list[dict[str, Any]]:
+    """INCLUDES rows linking the id's saved circuits to the new version by node key (with their edge memberships);
+    refuses (ConfigError naming them) when a circuit's node is not in the new graph."""
     rows = [dict(r) for r in tx.run(cy.NEO4J_CIRCUIT_KEYS, {"graph_id": graph_id})]
     keys = set(graph.keys.tolist())
     lost = [r for r in rows if r["key"] not in keys]
@@ -145,7 +145,7 @@ def _relink_rows(tx: Any, graph: "AttributionGraph", graph_id: str, sid: str) ->
             f"rewriting graph {graph_id!r} would break its saved circuit(s) {names}: node(s) "
             f"{sorted({r['key'] for r in lost})[:5]} are not in the new graph; delete those circuits first or "
             "keep those nodes")
-    return [{"c": r["uid"], "n": rw.node_uid(sid, r["key"])} for r in rows]
+    return [{"c": r["uid"], "n": rw.node_uid(sid, r["key"]), "edges": r["edges"]} for r in rows]
 
 
 def delete_version(store: "Neo4jStore", sid: str) -> None:
