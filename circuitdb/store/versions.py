@@ -254,8 +254,10 @@ def write_versions(store: "EmbeddedStore", graphs: "list[AttributionGraph]", gid
     except BaseException as e:
         if not copied:  # rolled back: nothing of these versions is stored
             journal.remove()
-        else:  # COMMIT failed (e.g. a full disk in its checkpoint): whatever it kept is not current; collect it
-            _collect_quietly(store, sids)
+        # else COMMIT itself failed (a full disk fails its checkpoint: "committed successfully, but the post-commit
+        # checkpoint failed"): whatever it kept is not current, and the journal names it for the next open. No
+        # write is tried now: after a failed checkpoint on a full disk, one more write made Ladybug 0.22 abort the
+        # process when the database closed (std::terminate in the close), while closing without one was clean.
         raise _write_error(store, gids, e, "before the new version was complete") from e
     finally:
         store._forget_copies()
@@ -265,7 +267,8 @@ def write_versions(store: "EmbeddedStore", graphs: "list[AttributionGraph]", gid
         with store._transaction():
             store._exec(cy.LB_FLIP, {"rows": [{"id": g, "sid": s} for g, s in zip(gids, sids)]})
     except BaseException as e:
-        _collect_quietly(store, sids)  # complete but not current: nobody reads them
+        if not _disk_full(e):  # complete but not current: nobody reads them (on a full disk: the next open)
+            _collect_quietly(store, sids)
         raise _write_error(store, gids, e, "when it was to become current") from e
     phase("flipped")
     try:
@@ -299,14 +302,19 @@ def _collect_quietly(store: "EmbeddedStore", sids: list[str]) -> None:
 
 def _write_error(store: "EmbeddedStore", gids: list[str], e: BaseException, when: str) -> BaseException:
     """A StoreError naming the graph(s) for an engine or disk failure; other errors (ours, KeyboardInterrupt) as
-    they are."""
+    they are. The engine's "Transaction committed successfully, but the post-commit checkpoint failed" is not
+    repeated: nothing of the write became current, whatever the engine kept is collected on the next open."""
     if isinstance(e, (CircuitDBError, KeyboardInterrupt, SystemExit)) or not isinstance(e, (RuntimeError, OSError)):
         return e
-    what = f"graph {gids[0]!r}" if len(gids) == 1 else f"{len(gids)} graphs ({gids[:3]}…)"
-    disk = " (is the disk full?)" if _disk_full(e) else ""
+    what = f"graph {gids[0]!r}" if len(gids) == 1 else f"{len(gids)} graphs ({', '.join(map(repr, gids[:3]))}…)"
+    text = str(e)
+    if "committed successfully" in text and ": " in text:  # the cause is what failed the checkpoint
+        text = text.split("recovered on restart: ", 1)[-1]
+    cause = "the disk is full" if _disk_full(e) else "the database engine failed"
     return StoreError(
-        f"writing {what} to the embedded store {str(store.path)!r} failed {when}{disk}: {e}. Nothing of this write "
-        "is visible; the previously stored version (if any) is unchanged and current")
+        f"writing {what} to the embedded store {str(store.path)!r} failed {when}: {cause} ({text}). Nothing of "
+        "this write is visible: the stored version, if any, is unchanged and current; what the write left is "
+        "collected the next time the store is opened" + (" with space free" if _disk_full(e) else ""))
 
 
 def _disk_full(e: BaseException) -> bool:
