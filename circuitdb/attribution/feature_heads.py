@@ -100,19 +100,19 @@ def _source_vectors(rm: ReplacementModel, cols: np.ndarray) -> dict[tuple, Tenso
     first_feat = np.cumsum([0] + [len(a.pos) for a in rm.active])
     for b, j in enumerate(cols.tolist()):
         kind, p, di = S.kind[j], int(S.pos[j]), int(S.dictionary[j])
-        if kind == "feature":
-            a = rm.active[di]
+        if kind == "feature":  # a cross-layer feature writes several sites
             k = j - int(first_feat[di])
-            site, v = rm.dict_site[di], a.dec[int(a.pos[k]), int(a.slot[k])]
+            vecs = [(site, rm.active[di].vector(k, t)) for t, site in enumerate(rm.dict_sites[di])]
         elif kind == "error":
             site, v = rm.dict_site[di], rm.errors[di][p]
         elif kind == "mlp":
             site, v = ("mlp", int(S.layer[j])), rm.mlp_out[int(S.layer[j])][p]
         else:
             site, v = ("embed",), rm.embed[p]
-        if site not in out:
-            out[site] = torch.zeros(n, rm.P, rm.cfg.d_model, dtype=rm.dtype, device=rm.device)
-        out[site][b, p] += v
+        for site, v in vecs if kind == "feature" else [(site, v)]:
+            if site not in out:
+                out[site] = torch.zeros(n, rm.P, rm.cfg.d_model, dtype=rm.dtype, device=rm.device)
+            out[site][b, p] += v
     return out
 
 

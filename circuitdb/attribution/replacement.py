@@ -14,6 +14,10 @@ Conventions (stated once):
   cut, a logit reads ``final`` with the centred unembedding column ``W_U[:, y] - mean_j W_U[:, j]``.
 - Source order (the columns of every attribution row): features (by dictionary, pos, index), errors (by dictionary,
   pos), MLP constants (by layer, pos), embeddings (by pos).
+- Cross-layer transcoders (``Dictionary.W_dec_later``): a feature of the transcoder at layer ``l`` is one source whose
+  vector sits at several sites, ``a · W_dec`` at MLP ``l`` and ``a · W_dec_later[:, j - 1]`` at MLP ``l + j``; the
+  replacement MLP output at ``l'`` is the sum of every decoder into ``l'`` plus ``b_dec`` and the error of the
+  transcoder at ``l'`` (the error absorbs what the sum misses), so the model stays exact and linear in the sources.
 - Conventions, to reproduce circuit-tracer (defaults off): ``zero_first_pos`` makes position 0's features, errors and
   frozen MLPs constants instead of nodes (circuit-tracer's ``zero_bos``); ``token_vectors="embed"`` makes a token node
   ``W_E[tok]`` (the positional embedding becomes a constant) instead of ``W_E[tok] + W_pos[pos]``. Edges stay exact
@@ -75,7 +79,8 @@ class ActiveRows:
 
     ``dec`` is ``[P, m, d_out]``: at each position the activation-scaled decoder rows of that position's active
     features (zero-padded to ``m`` = the most active at any position); feature ``j`` (in ``(pos, feature)`` order) is
-    ``dec[pos[j], slot[j]]``. ``enc`` holds the encoder columns of the distinct active features as rows.
+    ``dec[pos[j], slot[j]]``. ``later`` (cross-layer transcoders) is ``[n_later, P, m, d_out]``, the same for the
+    decoders into the following layers. ``enc`` holds the encoder columns of the distinct active features as rows.
     """
 
     pos: Tensor
@@ -83,6 +88,7 @@ class ActiveRows:
     dec: Float[Tensor, "P m d_out"]
     enc: Float[Tensor, "u d_in"]
     enc_row: dict[int, int]
+    later: Float[Tensor, "n_later P m d_out"] | None = None
 
     @classmethod
     def gather(cls, d: Dictionary, pos: Tensor, feat: Tensor, acts: Tensor, P: int, dtype: torch.dtype
@@ -91,17 +97,29 @@ class ActiveRows:
         m = int(counts.max()) if len(pos) else 0
         start = torch.cumsum(counts, 0) - counts
         slot = torch.arange(len(pos), device=pos.device) - start[pos]
-        dec = torch.zeros(P, m, d.d_out, dtype=dtype, device=d.W_dec.device)
-        dec[pos, slot] = d.W_dec[feat].to(dtype) * acts.to(dtype)[:, None]
+        dec = torch.zeros(1 + d.n_later, P, m, d.d_out, dtype=dtype, device=d.W_dec.device)
+        for j in range(1 + d.n_later):
+            dec[j, pos, slot] = d.decoder(j)[feat].to(dtype) * acts.to(dtype)[:, None]
         uniq = torch.unique(feat)
         enc = d.W_enc[:, uniq].T.to(dtype).contiguous()
-        return cls(pos, slot, dec, enc, {f: i for i, f in enumerate(uniq.tolist())})
+        return cls(pos, slot, dec[0], enc, {f: i for i, f in enumerate(uniq.tolist())},
+                   dec[1:] if d.n_later else None)
 
-    def project(self, G: Float[Tensor, "B P d"]) -> Float[Tensor, "B n"]:
-        """``G[b, pos_j] · a_j W_dec[f_j]`` for every active feature ``j``: one batched matmul over positions."""
+    def vector(self, k: int, j: int = 0) -> Float[Tensor, " d_out"]:
+        """Feature ``k``'s activation-scaled decoder row into its own layer (``j = 0``) or layer ``+j``."""
+        dec = self.dec if j == 0 else self.later[j - 1]
+        return dec[int(self.pos[k]), int(self.slot[k])]
+
+    def project(self, Gs: list[Float[Tensor, "B P d"]]) -> Float[Tensor, "B n"]:
+        """``Σ_j G_j[b, pos_k] · a_k W_dec_j[f_k]`` for every active feature ``k`` (``Gs[j]``: the gradient at the site
+        the ``j``-th decoder writes); one batched matmul over positions per decoder."""
         if not len(self.pos):
-            return G.new_zeros(G.shape[0], 0)
-        proj = torch.bmm(G.transpose(0, 1), self.dec.transpose(1, 2))  # [P, B, m]
+            return Gs[0].new_zeros(Gs[0].shape[0], 0)
+        proj = None
+        for j, G in enumerate(Gs):
+            dec = self.dec if j == 0 else self.later[j - 1]
+            p = torch.bmm(G.transpose(0, 1), dec.transpose(1, 2))  # [P, B, m]
+            proj = p if proj is None else proj + p
         return proj[self.pos, :, self.slot].T
 
     def encoder(self, feature: int) -> Float[Tensor, " d_in"]:
@@ -189,25 +207,34 @@ class ReplacementModel:
         W_U = c(model.W_U.detach())
         self.W_U_centred = W_U - W_U.mean(1, keepdim=True)
         self.embed = c(cache["blocks.0.hook_resid_pre" if token_vectors == "embed+pos" else "hook_embed"][0])
-        # dictionaries: activations, errors, sites
-        self.acts, self.errors, self.dict_site, self.dict_station = [], [], [], []
+        # dictionaries: activations, sites, then errors (a cross-layer decoder into layer l' is part of l''s output)
+        self.acts, self.errors, self.dict_site, self.dict_station, self.dict_sites = [], [], [], [], []
         self.transcoded: dict[int, int] = {}
         self.sae_at: dict[str, int] = {}
+        xs = []
         for i, d in enumerate(self.dicts):
             layer, suffix = parse_hook(d.hook_in)
             x = cache[d.hook_in][0].to(d.dtype)  # TL computes LayerNorm hooks of half models in float32
-            a = d.encode(x)
-            self.errors.append(c(cache[d.hook_out][0] - d.decode(a) - d.skip(x)))  # a skip path stays live
-            self.acts.append(a)
+            xs.append(x)
+            self.acts.append(d.encode(x))
             if d.kind == "transcoder":
                 self.transcoded[layer] = i
                 self.dict_site.append(("mlp", layer))
                 self.dict_station.append(f"mid{layer}")
+                self.dict_sites.append([("mlp", layer + j) for j in range(1 + d.n_later)])
             else:
                 st = f"{_SAE_STATION[suffix]}{layer}"
                 self.sae_at[st] = i
                 self.dict_site.append(("sae", st))
                 self.dict_station.append(st)
+                self.dict_sites.append([("sae", st)])
+        self.cross_into: dict[int, list[tuple[int, int]]] = {}  # layer l' -> [(dictionary, j)] decoding into l'
+        for i, d in enumerate(self.dicts):
+            for j in range(1, d.n_later + 1):
+                self.cross_into.setdefault(d.layer + j, []).append((i, j))
+        for i, (d, x, a) in enumerate(zip(self.dicts, xs, self.acts)):
+            out = d.decode(a) + d.skip(x) + self.cross_decoded(self.acts, d)  # a skip path stays live
+            self.errors.append(c(cache[d.hook_out][0] - out))
         self.skip_at = {l: i for l, i in self.transcoded.items() if self.dicts[i].W_skip is not None}
         self.W_skip = {l: c(self.dicts[i].W_skip) for l, i in self.skip_at.items()}
         self.mlp_layers = [] if cfg.attn_only else [l for l in range(L) if l not in self.transcoded]
@@ -221,6 +248,12 @@ class ReplacementModel:
         self.steps.append(("station", "final"))
         self.sources = self._sources()
         return self
+
+    def cross_decoded(self, acts: list[Tensor], d: Dictionary) -> Tensor | float:
+        """What the cross-layer decoders of the earlier transcoders write into ``d``'s output (0 without any)."""
+        if d.kind != "transcoder":
+            return 0.0
+        return sum((acts[k] @ self.dicts[k].decoder(j) for k, j in self.cross_into.get(d.layer, [])), 0.0)
 
     def _c(self, t: "Tensor | None") -> "Tensor | None":
         """Cast to the compute dtype (frozen values of a half-precision model are used in float32)."""
@@ -312,9 +345,10 @@ class ReplacementModel:
     def source_rows(self, grads: dict) -> Float[Tensor, "B n_sources"]:
         """Attribution of every source to every row: ``source_vector · gradient at the source's site and pos``."""
         zero = torch.zeros_like(grads[("embed",)])
-        grads = {site: grads.get(site, zero) for site in [*self.dict_site, *(("mlp", l) for l in self.mlp_layers)]} | {
+        sites = [*(s for ss in self.dict_sites for s in ss), *(("mlp", l) for l in self.mlp_layers)]
+        grads = {site: grads.get(site, zero) for site in sites} | {
             ("embed",): grads[("embed",)]}  # sites above the start of a partial backward get no gradient
-        parts = [rows.project(grads[site]) for rows, site in zip(self.active, self.dict_site)]
+        parts = [rows.project([grads[s] for s in ss]) for rows, ss in zip(self.active, self.dict_sites)]
         for e, site in zip(self.errors, self.dict_site):
             parts.append(einsum(grads[site], e, "b p d, p d -> b p")[:, self.first:])
         for l in self.mlp_layers:
@@ -395,7 +429,7 @@ class ReplacementModel:
             def fn(t, hook):  # noqa: ANN001
                 rec[hook.name] = t[0].detach().clone()
                 d = self.dicts[i]
-                out = d.decode(acts[i]) + errs[i].to(t.dtype)
+                out = d.decode(acts[i]) + self.cross_decoded(acts, d) + errs[i].to(t.dtype)
                 if d.W_skip is not None:  # the skip path reads the live input
                     out = out + d.skip(rec[d.hook_in].to(d.dtype))
                 return out[None].to(t.dtype)

@@ -9,6 +9,11 @@ Conventions (stated once):
 - ``kind`` is ``"transcoder"`` (reads ``hook_in``, writes ``hook_out``, e.g. ``blocks.1.ln2.hook_normalized`` →
   ``blocks.1.hook_mlp_out``) or ``"sae"`` (reads and reconstructs the same hook, ``hook_in == hook_out``).
 - ``layer`` is the block index parsed from ``hook_in``.
+- A cross-layer transcoder (CLT) is one transcoder per layer whose features also write the MLP outputs of the
+  ``n_later`` following layers: ``W_dec_later [width, n_later, d_out]`` (``W_dec_later[:, j - 1]`` decodes into layer
+  ``layer + j``; ``W_dec`` stays the decoder into its own layer). The replacement MLP output at layer ``l'`` is then
+  the sum over the set's transcoders at ``l <= l'`` of their decoders into ``l'``, plus ``b_dec`` of the transcoder at
+  ``l'`` (circuit-tracer's CrossLayerTranscoder keeps one output bias per target layer, the same thing).
 """
 
 from __future__ import annotations
@@ -62,6 +67,7 @@ class Dictionary:
     input_bias: Float[Tensor, " d_in"] | None = None
     W_skip: Float[Tensor, "d_in d_out"] | None = None
     ln_convention: str | None = None
+    W_dec_later: Float[Tensor, "width n_later d_out"] | None = None
 
     def __post_init__(self) -> None:
         self._check_tensors()
@@ -82,6 +88,9 @@ class Dictionary:
             raise ConfigError(f"dictionary {self.id!r}: a topk dictionary needs 0 < k <= {width}; got k={self.k!r}")
         if self.kind == "sae" and self.W_skip is not None:
             raise ConfigError(f"dictionary {self.id!r}: an SAE has no skip path (W_skip is for transcoders)")
+        if self.kind == "sae" and self.W_dec_later is not None:
+            raise ConfigError(f"dictionary {self.id!r}: an SAE writes only its own hook (W_dec_later is for "
+                              "cross-layer transcoders)")
         if self.kind == "sae" and self.hook_in != self.hook_out:
             raise ConfigError(f"dictionary {self.id!r}: an SAE reads and writes one hook; got {self.hook_in!r} → "
                               f"{self.hook_out!r} (use kind='transcoder')")
@@ -93,10 +102,11 @@ class Dictionary:
 
     def _check_tensors(self) -> None:
         """Every weight a real floating-point tensor of the right rank, and finite (else ConfigError naming it)."""
-        ranks = {"W_enc": 2, "b_enc": 1, "W_dec": 2, "b_dec": 1, "threshold": 1, "input_bias": 1, "W_skip": 2}
+        ranks = {"W_enc": 2, "b_enc": 1, "W_dec": 2, "b_dec": 1, "threshold": 1, "input_bias": 1, "W_skip": 2,
+                 "W_dec_later": 3}
         for name, rank in ranks.items():
             v = getattr(self, name)
-            if v is None and name in ("threshold", "input_bias", "W_skip"):
+            if v is None and name in ("threshold", "input_bias", "W_skip", "W_dec_later"):
                 continue
             if not isinstance(v, Tensor):
                 raise ConfigError(f"dictionary {self.id!r}: {name} must be a torch.Tensor; got {type(v).__name__}")
@@ -118,6 +128,10 @@ class Dictionary:
         if self.W_skip is not None and self.W_skip.shape != (self.W_enc.shape[0], self.W_dec.shape[1]):
             raise ConfigError(f"dictionary {self.id!r}: W_skip has shape {tuple(self.W_skip.shape)}; expected "
                               f"(d_in, d_out) = ({self.W_enc.shape[0]}, {self.W_dec.shape[1]})")
+        later = self.W_dec_later
+        if later is not None and (later.shape[0] != self.W_dec.shape[0] or later.shape[2] != self.W_dec.shape[1]):
+            raise ConfigError(f"dictionary {self.id!r}: W_dec_later has shape {tuple(later.shape)}; expected (width, "
+                              f"n_later, d_out) = ({self.W_dec.shape[0]}, n_later, {self.W_dec.shape[1]})")
         if self.ln_convention not in LN_CONVENTIONS:
             raise ConfigError(f"dictionary {self.id!r}: " + one_of(self.ln_convention, [str(c) for c in LN_CONVENTIONS],
                                                                   "ln_convention"))
@@ -138,6 +152,15 @@ class Dictionary:
     @property
     def layer(self) -> int:
         return parse_hook(self.hook_in)[0]
+
+    @property
+    def n_later(self) -> int:
+        """How many following layers' MLP outputs this (cross-layer) transcoder also writes."""
+        return 0 if self.W_dec_later is None else int(self.W_dec_later.shape[1])
+
+    def decoder(self, j: int = 0) -> Float[Tensor, "width d_out"]:
+        """The decoder into layer ``layer + j`` (``j = 0``: ``W_dec``; ``j >= 1``: ``W_dec_later[:, j - 1]``)."""
+        return self.W_dec if j == 0 else self.W_dec_later[:, j - 1]
 
     @property
     def dtype(self) -> torch.dtype:
@@ -188,7 +211,8 @@ class Dictionary:
         """The JSON-serialisable part (everything but the tensors)."""
         return {"id": self.id, "kind": self.kind, "hook_in": self.hook_in, "hook_out": self.hook_out,
                 "activation": self.activation, "k": self.k, "d_in": self.d_in, "d_out": self.d_out,
-                "width": self.width, "ln_convention": self.ln_convention, "skip": self.W_skip is not None}
+                "width": self.width, "ln_convention": self.ln_convention, "skip": self.W_skip is not None,
+                "n_later": self.n_later}
 
 
 def fraction_variance_explained(target: Float[Tensor, "n d"], recon: Float[Tensor, "n d"]) -> float:

@@ -8,8 +8,12 @@
   applied as ``x @ W_skip.T`` (a skip transcoder); a ``log_thresholds`` tensor is refused, as circuit-tracer does.
 - Gemma Scope transcoders (``.npz``; ``load_gemma_scope_transcoder``): ``W_enc [d_model, d_sae]``, ``W_dec [d_sae,
   d_model]``, ``b_enc``, ``b_dec``, ``threshold`` (JumpReLU).
-- Cross-layer transcoders (a folder of ``W_enc_{i}.safetensors`` / ``W_dec_{i}.safetensors``, decoders writing every
-  later layer) are recognised and refused: the frozen replacement model has one output site per dictionary.
+- Cross-layer transcoders (``CrossLayerTranscoder.to_safetensors`` / ``load_clt``): a folder with, per layer ``i`` of
+  ``n`` layers, ``W_enc_{i}.safetensors`` holding ``W_enc_{i} [d_sae, d_model]``, ``b_enc_{i}``, ``b_dec_{i}`` (the
+  output bias of layer ``i``) and optionally ``threshold_{i}`` (JumpReLU), and ``W_dec_{i}.safetensors`` holding
+  ``W_dec_{i} [d_sae, n - i, d_model]`` (the decoders into layers ``i .. n-1``). Hooks default to circuit-tracer's
+  (``hook_resid_mid`` → ``hook_mlp_out``); each layer becomes one transcoder with ``W_dec_later`` (see
+  :mod:`.base`).
 
 circuit-tracer runs TransformerLens 2.x, whose ``ln2.hook_normalized`` includes the LayerNorm weight and bias, so
 these dictionaries are marked ``ln_convention="tl2"`` and the loader folds that convention
@@ -38,10 +42,33 @@ def is_transcoder_set(path: Path) -> bool:
     return path.is_file() and path.suffix in (".yaml", ".yml")
 
 
-def refuse_clt(path: Path) -> None:
-    raise ConfigError(f"{str(path)!r} is a circuit-tracer cross-layer transcoder (W_enc_<i>/W_dec_<i> safetensors); "
-                      "cross-layer transcoders are not supported by the feature engine yet (valid: per-layer "
-                      "transcoders, skip transcoders, SAEs)")
+def load_clt_dir(path: str | Path, feature_input_hook: str = "hook_resid_mid",
+                 feature_output_hook: str = "hook_mlp_out", id: str | None = None) -> list[Dictionary]:
+    """A circuit-tracer cross-layer transcoder folder (module docstring) as one transcoder per layer."""
+    p = Path(path)
+    n = len(list(p.glob("W_enc_*.safetensors")))
+    name = str(id or p.name)
+    out = []
+    for i in range(n):
+        enc_f, dec_f = p / f"W_enc_{i}.safetensors", p / f"W_dec_{i}.safetensors"
+        for f in (enc_f, dec_f):
+            if not f.is_file():
+                raise ConfigError(f"cross-layer transcoder {str(p)!r} has {n} W_enc_<i> files but lacks {f.name!r} "
+                                  f"(expected W_enc_0..W_enc_{n - 1} and W_dec_0..W_dec_{n - 1})")
+        enc, dec = read_tensors(enc_f), read_tensors(dec_f)
+        _need(enc, (f"W_enc_{i}", f"b_enc_{i}", f"b_dec_{i}"), enc_f)
+        _need(dec, (f"W_dec_{i}",), dec_f)
+        W_dec = dec[f"W_dec_{i}"]
+        if W_dec.dim() != 3 or W_dec.shape[1] != n - i:
+            raise ConfigError(f"{str(dec_f)!r}: W_dec_{i} has shape {tuple(W_dec.shape)}; expected (d_sae, {n - i}, "
+                              f"d_model): the decoders into layers {i}..{n - 1}")
+        threshold = enc.get(f"threshold_{i}")
+        kw = {"activation": "jumprelu", "threshold": threshold.reshape(-1)} if threshold is not None else {}
+        out.append(_dictionary(p, f"{name}-{i}", i, feature_input_hook, feature_output_hook,
+                               W_enc=enc[f"W_enc_{i}"].T.contiguous(), b_enc=enc[f"b_enc_{i}"],
+                               W_dec=W_dec[:, 0].contiguous(), b_dec=enc[f"b_dec_{i}"],
+                               W_dec_later=W_dec[:, 1:].contiguous() if n - i > 1 else None, **kw))
+    return out
 
 
 def _need(t: dict, names: tuple[str, ...], path: Path) -> None:

@@ -1,7 +1,7 @@
 """``load_dictionaries(spec, model)``: resolve a dictionary spec and check every dictionary against the model.
 
 Spec forms: ``None`` (the zoo's shipped dictionaries, ``circuitdb/models/zoo/<model>/dictionaries/``), a
-circuit-tracer transcoder-set ``.yaml`` (:mod:`.circuit_tracer`), a directory
+circuit-tracer transcoder-set ``.yaml`` or cross-layer transcoder folder (:mod:`.circuit_tracer`), a directory
 (circuitdb ``<name>.json``/``<name>.safetensors`` pairs and/or SAELens sub-directories, or itself a SAELens
 directory), a comma list of such paths / files, ``saelens:RELEASE/ID,RELEASE/ID`` (``SAE.from_pretrained``; the
 release is the text before the first ``/``), or already loaded :class:`Dictionary` / SAELens objects.
@@ -19,7 +19,7 @@ import torch
 from circuitdb.dictionaries.base import (
     SAE_HOOKS, TRANSCODER_IN_HOOKS, TRANSCODER_OUT_HOOKS, Dictionary, parse_hook,
 )
-from circuitdb.dictionaries.circuit_tracer import is_clt_dir, is_transcoder_set, load_transcoder_set, refuse_clt
+from circuitdb.dictionaries.circuit_tracer import is_clt_dir, is_transcoder_set, load_clt_dir, load_transcoder_set
 from circuitdb.dictionaries.saelens import from_pretrained, from_saelens, is_saelens_dir, load_saelens_dir
 from circuitdb.dictionaries.safetensors import is_dictionary_file, load_dictionary_file
 from circuitdb.errors import ConfigError
@@ -35,7 +35,7 @@ def _load_path(p: Path) -> list[Dictionary]:
     if is_transcoder_set(p):
         return load_transcoder_set(p)
     if is_clt_dir(p):
-        refuse_clt(p)
+        return load_clt_dir(p)
     if is_saelens_dir(p):
         return [load_saelens_dir(p)]
     if p.is_dir():
@@ -130,6 +130,17 @@ def check_dictionaries(dicts: list[Dictionary], model: Any) -> None:
         if d.d_out != cfg.d_model:
             raise ConfigError(f"dictionary {d.id!r}: d_out {d.d_out} does not match the model's d_model "
                               f"{cfg.d_model} at {d.hook_out!r}")
+    written = {d.hook_out for d in dicts}
+    for d in dicts:
+        for j in range(1, d.n_later + 1):
+            target = f"blocks.{d.layer + j}.hook_mlp_out"
+            if d.layer + j >= cfg.n_layers:
+                raise ConfigError(f"dictionary {d.id!r} (cross-layer, layer {d.layer}) writes {d.n_later} later "
+                                  f"layer(s), but model {name!r} has layers 0..{cfg.n_layers - 1}")
+            if target not in written:
+                raise ConfigError(f"dictionary {d.id!r} (cross-layer) writes {target!r}, which no transcoder of the "
+                                  "set replaces; give the cross-layer transcoder's every layer (the replacement MLP "
+                                  "output there is the sum of all decoders into it plus that layer's error)")
     ids = Counter(d.id for d in dicts)
     dup = [i for i, c in ids.items() if c > 1]
     if dup:

@@ -2,7 +2,8 @@
 
 The JSON holds ``format: "circuitdb-dictionary"``, ``id``, ``kind``, ``hook_in``, ``hook_out``, ``activation``, ``k``,
 the shapes, and free-form ``stats`` (e.g. the training FVE). The safetensors file holds ``W_enc [d_in, width]``,
-``b_enc``, ``W_dec [width, d_out]``, ``b_dec`` and, when used, ``threshold`` and ``input_bias``.
+``b_enc``, ``W_dec [width, d_out]``, ``b_dec`` and, when used, ``threshold``, ``input_bias``, ``W_skip`` and
+``W_dec_later`` (a cross-layer transcoder's decoders into the following layers).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from circuitdb.dictionaries.base import Dictionary
 from circuitdb.errors import ConfigError
 
 FORMAT = "circuitdb-dictionary"
-_TENSORS = ("W_enc", "b_enc", "W_dec", "b_dec", "threshold", "input_bias", "W_skip")
+_TENSORS = ("W_enc", "b_enc", "W_dec", "b_dec", "threshold", "input_bias", "W_skip", "W_dec_later")
 
 
 def _stem(path: str | Path) -> Path:

@@ -130,18 +130,24 @@ def train_dictionaries(model, tokens: Int[Tensor, "batch seq"], cfg: TrainConfig
 
 def random_dictionaries(model, kind: str = "transcoder", width: int = 64, seed: int = 0, *,  # noqa: ANN001
                         layers: list[int] | None = None, sae_hook: str = "hook_resid_post",
-                        transcoder_in: str = "ln2.hook_normalized", bias: float = -0.5) -> list[Dictionary]:
-    """Untrained, seeded dictionaries (Gaussian weights, negative encoder bias): fixtures for tests and benchmarks."""
+                        transcoder_in: str = "ln2.hook_normalized", bias: float = -0.5,
+                        cross_layer: bool = False) -> list[Dictionary]:
+    """Untrained, seeded dictionaries (Gaussian weights, negative encoder bias): fixtures for tests and benchmarks.
+    ``cross_layer``: a cross-layer transcoder (every layer's features also decode into every later layer)."""
     g = torch.Generator().manual_seed(seed)
-    d = model.cfg.d_model
+    d, L = model.cfg.d_model, model.cfg.n_layers
     out = []
-    for layer in range(model.cfg.n_layers) if layers is None else layers:
+    for layer in range(L) if layers is None else layers:
         hin = f"blocks.{layer}.{transcoder_in if kind == 'transcoder' else sae_hook}"
         hout = f"blocks.{layer}.hook_mlp_out" if kind == "transcoder" else hin
+        W_enc, W_dec = torch.randn(d, width, generator=g) / d ** 0.5, torch.randn(width, d, generator=g) / width ** 0.5
+        later = None
+        if cross_layer and layer < L - 1:
+            later = torch.randn(width, L - 1 - layer, d, generator=g) / width ** 0.5
         out.append(Dictionary(
-            id=f"random-{kind}{layer}-w{width}", kind=kind, hook_in=hin, hook_out=hout, ln_convention="tl3",
-            W_enc=torch.randn(d, width, generator=g) / d ** 0.5, b_enc=torch.full((width,), bias),
-            W_dec=torch.randn(width, d, generator=g) / width ** 0.5, b_dec=torch.randn(d, generator=g) * 0.1,
+            id=f"random-{'clt' if cross_layer else kind}{layer}-w{width}", kind=kind, hook_in=hin, hook_out=hout,
+            ln_convention="tl3", W_enc=W_enc, b_enc=torch.full((width,), bias), W_dec=W_dec,
+            b_dec=torch.randn(d, generator=g) * 0.1, W_dec_later=later,
         ).to(dtype=model.cfg.dtype))
     return out
 

@@ -77,6 +77,8 @@ LB_VERSIONS = (
 LB_VERSIONS_OF = (
     "MATCH (g:Graph) WHERE g.id = $graph_id RETURN g.sid AS sid, g.current AS current, g.seq AS seq"
 )
+#: the existing versions of the ids a write is about to supersede
+LB_OLD_VERSIONS = "UNWIND $ids AS i MATCH (g:Graph) WHERE g.id = i RETURN g.id AS id, g.sid AS sid"
 LB_MAX_SEQ = "MATCH (g:Graph) RETURN max(g.seq) AS seq"
 LB_SET_CURRENT = "MATCH (g:Graph) WHERE g.id = $graph_id SET g.current = (g.sid = $sid)"
 LB_COUNT_VERSION_NODES = "MATCH (n:Node) WHERE n.sid = $sid RETURN count(n) AS n"

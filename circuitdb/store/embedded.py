@@ -186,13 +186,14 @@ class EmbeddedStore(GraphStore):
                      ) -> list[str]:
         """Write many graphs in ONE data transaction and one flip: each becomes visible complete, all at once."""
         graphs = list(graphs)
-        ids = [None] * len(graphs) if graph_ids is None else list(graph_ids)
-        if len(ids) != len(graphs):
-            raise ConfigError(f"write_graphs: {len(graphs)} graphs but {len(ids)} graph ids")
-        with self._errors("writing " + (f"graph {ids[0] or graphs[0].id!r}" if len(graphs) == 1
-                                        else f"{len(graphs)} graphs") + " to"):
+        gids = rw.check_graph_ids(graphs, [None] * len(graphs) if graph_ids is None else list(graph_ids))
+        if self.read_only:
+            raise StoreError(f"the embedded store {str(self.path)!r} is open read-only")
+        if not graphs:
+            return []
+        with self._errors("writing " + (f"graph {gids[0]!r}" if len(gids) == 1 else f"{len(gids)} graphs") + " to"):
             self.connect()
-            return vs.write_versions(self, graphs, ids)
+            return vs.write_versions(self, graphs, gids)
 
     def _current(self, graph_id: str) -> dict[str, Any]:
         """The current Graph row of ``graph_id`` (inside the caller's transaction); GraphNotFoundError if none."""

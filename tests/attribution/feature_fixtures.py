@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 
@@ -62,3 +64,23 @@ def check_interventions(rm, targets, n_sources: int, rng) -> tuple[float, int]: 
         worst = max(worst, float((np.abs(pred - measured) / scale).max()))
         n += int((np.abs(measured) > 1e-8 * np.maximum(1.0, np.abs(base))).sum())
     return worst, n
+
+
+def rows_before_and_after_poisoning(rm):  # noqa: ANN001, ANN201
+    """Rows of a few targets, then the same rows after every full-width weight (W_enc, W_dec, W_dec_later) of the
+    built replacement model's dictionaries is replaced by NaN: equal iff a backward row never reads the full
+    dictionary (validation is bypassed on purpose: a real dictionary with NaN weights is refused)."""
+    S = rm.sources
+    feats = np.flatnonzero((S.kind == "feature") & (S.layer > 0))[:6]
+    targets = [("logit", rm.P - 1, 3, -1)] + [("feature", int(S.pos[i]), int(S.feature[i]), int(S.dictionary[i]))
+                                              for i in feats]
+    before = rm.rows(targets)
+    poisoned = []
+    for d in rm.dicts:
+        p = copy.copy(d)
+        for name in ("W_enc", "W_dec", "W_dec_later"):
+            if getattr(d, name) is not None:
+                object.__setattr__(p, name, torch.full_like(getattr(d, name), float("nan")))
+        poisoned.append(p)
+    rm.dicts = poisoned
+    return before, rm.rows(targets)

@@ -3,13 +3,12 @@ decoder / encoder rows, so the graph (and its cost) does not depend on how many 
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 
 import numpy as np
 import pytest
 import torch
-from feature_fixtures import prompt, tiny_model
+from feature_fixtures import prompt, rows_before_and_after_poisoning, tiny_model
 
 from circuitdb.attribution.features import attribute_features
 from circuitdb.attribution.replacement import ReplacementModel
@@ -36,19 +35,7 @@ def test_rows_never_read_the_full_dictionary(model):
     """Poison W_enc / W_dec after build: rows (and the read vectors of feature targets) are unchanged."""
     dicts = random_dictionaries(model, "transcoder", width=24, seed=3)
     rm = ReplacementModel.build(model, prompt(), dicts)
-    S = rm.sources
-    feats = np.flatnonzero((S.kind == "feature") & (S.layer > 0))[:6]
-    targets = [("logit", rm.P - 1, 3, -1)] + [("feature", int(S.pos[i]), int(S.feature[i]), int(S.dictionary[i]))
-                                              for i in feats]
-    before = rm.rows(targets)
-    poisoned = []
-    for d in rm.dicts:  # bypass validation on purpose: a real dictionary with NaN weights is refused
-        p = copy.copy(d)
-        object.__setattr__(p, "W_enc", torch.full_like(d.W_enc, float("nan")))
-        object.__setattr__(p, "W_dec", torch.full_like(d.W_dec, float("nan")))
-        poisoned.append(p)
-    rm.dicts = poisoned
-    after = rm.rows(targets)
+    before, after = rows_before_and_after_poisoning(rm)
     assert torch.equal(before, after) and torch.isfinite(after).all()
 
 

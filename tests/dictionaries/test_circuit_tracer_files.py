@@ -1,5 +1,6 @@
 """circuit-tracer's transcoder files load into the same dictionaries (transposes, skip, JumpReLU, the TL-2 LayerNorm
-convention folded) and give the same graph; cross-layer transcoder folders are refused by name."""
+convention folded) and give the same graph; so do cross-layer transcoder folders (circuit-tracer's to_safetensors
+layout)."""
 
 from __future__ import annotations
 
@@ -70,12 +71,52 @@ def test_transcoder_set_yaml_relu_skip_and_gemma_scope(tmp_path, model):
     assert a.diff(b, atol=1e-9, meta=False) == []
 
 
-def test_cross_layer_transcoders_and_bad_sets_are_named(tmp_path, model):
+def _write_clt(folder, dicts) -> None:  # noqa: ANN001
+    """circuit-tracer's CrossLayerTranscoder.to_safetensors layout: per layer i, W_enc_i [d_sae, d_model], b_enc_i,
+    b_dec_i (layer i's output bias), threshold_i (JumpReLU) and W_dec_i [d_sae, n - i, d_model]."""
+    folder.mkdir()
+    for i, d in enumerate(dicts):
+        enc = {f"W_enc_{i}": d.W_enc.T.contiguous(), f"b_enc_{i}": d.b_enc, f"b_dec_{i}": d.b_dec}
+        if d.threshold is not None:
+            enc[f"threshold_{i}"] = d.threshold
+        save_file(enc, str(folder / f"W_enc_{i}.safetensors"))
+        dec = d.W_dec[:, None] if d.W_dec_later is None else torch.cat([d.W_dec[:, None], d.W_dec_later], 1)
+        save_file({f"W_dec_{i}": dec.contiguous()}, str(folder / f"W_dec_{i}.safetensors"))
+
+
+@pytest.mark.parametrize("act", ["relu", "jumprelu"])
+def test_cross_layer_transcoder_folder_loads_to_the_same_graph(tmp_path, model, act):
+    ours = [dataclasses.replace(d, id=f"clt-{i}") for i, d in enumerate(random_dictionaries(
+        model, "transcoder", width=24, seed=3, cross_layer=True, transcoder_in="hook_resid_mid"))]
+    if act == "jumprelu":
+        ours = [dataclasses.replace(d, activation="jumprelu", b_enc=d.b_enc + 0.8,
+                                    threshold=torch.full((24,), 0.4, dtype=torch.float64)) for d in ours]
+    _write_clt(tmp_path / "clt", ours)
+    got = load_dictionaries(str(tmp_path / "clt"), model)
+    assert [d.id for d in got] == ["clt-0", "clt-1", "clt-2"] and [d.n_later for d in got] == [2, 1, 0]
+    assert all(d.hook_in == f"blocks.{i}.hook_resid_mid" and d.activation == act for i, d in enumerate(got))
+    a = attribute_features(model, prompt(), ours, heads=False, prune=None, progress=False, graph_id="g")
+    b = attribute_features(model, prompt(), got, heads=False, prune=None, progress=False, graph_id="g")
+    assert a.diff(b, atol=1e-9, meta=False) == []
+    # circuitdb's own file format keeps the later decoders too
+    from circuitdb.dictionaries.safetensors import load_dictionary_file, save_dictionary
+
+    back = load_dictionary_file(save_dictionary(got[0], tmp_path / "own" / "c0"))
+    assert back.n_later == 2 and torch.equal(back.W_dec_later, got[0].W_dec_later)
+
+
+def test_bad_clt_folders_and_sets_are_named(tmp_path, model):
     clt = tmp_path / "clt"
     clt.mkdir()
     save_file({"W_enc_0": torch.zeros(8, 16), "b_enc_0": torch.zeros(8), "b_dec_0": torch.zeros(16)},
               str(clt / "W_enc_0.safetensors"))
-    with pytest.raises(ConfigError, match="cross-layer transcoder"):
+    with pytest.raises(ConfigError, match="lacks 'W_dec_0.safetensors'"):
+        load_dictionaries(str(clt), model)
+    save_file({"W_dec_0": torch.zeros(8, 16)}, str(clt / "W_dec_0.safetensors"))
+    with pytest.raises(ConfigError, match=r"W_dec_0 has shape \(8, 16\)"):
+        load_dictionaries(str(clt), model)
+    save_file({"W_dec_0": torch.zeros(8, 3, 16)}, str(clt / "W_dec_0.safetensors"))
+    with pytest.raises(ConfigError, match=r"expected \(d_sae, 1, d_model\)"):
         load_dictionaries(str(clt), model)
     bad = tmp_path / "bad.yaml"
     bad.write_text("transcoders:\n  - layer: 0\n    filepath: hf://google/gemma-scope/x.npz\n"
