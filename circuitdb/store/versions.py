@@ -220,6 +220,7 @@ def write_versions(store: "EmbeddedStore", graphs: "list[AttributionGraph]", gid
     top = store._df(cy.LB_MAX_SEQ).iat[0, 0]
     seq0 = (0 if pd.isna(top) else int(top)) + 1
     nodes, edges, inst, units, props, includes, sids = [], [], [], [], [], [], []
+    seen_units: set[str] = set()
     for i, (gid, g) in enumerate(zip(gids, graphs)):
         sid = rw.new_sid(gid)
         uids = rw.node_uids(g, sid)
@@ -228,7 +229,10 @@ def write_versions(store: "EmbeddedStore", graphs: "list[AttributionGraph]", gid
         nodes.append(rw.node_table(g, gid, uids, sid=sid))
         edges.append(rw.edge_table(g, gid, uids))
         inst.append(rw.instance_rows(g, gid, uids, unit_ids))
-        units.append(rw.unit_frame(g, unit_ids))
+        fresh = set(unit_ids.tolist()) - seen_units  # graphs of one model share their units: build their rows once
+        if fresh or not units:
+            units.append(rw.unit_frame(g, unit_ids))
+            seen_units |= fresh
         props.append(rw.graph_props(g, gid, sid=sid, current=False, seq=seq0 + i))
         if gid in rewritten:  # only an id that has a version can have saved circuits
             includes.append(_relink_circuits(store, gid, g, sid))
