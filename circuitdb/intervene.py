@@ -1,5 +1,5 @@
 """Interventions by stored node key: ablate / patch / scale heads, MLPs and features, steer with a feature's decoder
-direction, the logit lens, and the check that a feature graph predicts what an intervention does.
+direction, and check that a feature graph predicts what an intervention does (the logit lens: circuitdb.lens).
 
 Conventions (stated once):
 - Node keys are those of the stored graphs (``docs/design.md``): ``A{l}.{h}`` / ``A{l}.{h}@{p}`` (a head's output,
@@ -18,7 +18,6 @@ Conventions (stated once):
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
@@ -28,6 +27,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from circuitdb.errors import ConfigError, one_of
+from circuitdb.lens import logit_lens, logit_lens_metric, parse_node_key  # noqa: F401 - the lens lives in lens.py
 
 if TYPE_CHECKING:  # pragma: no cover
     from transformer_lens import HookedTransformer
@@ -38,7 +38,6 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 OPS = ("zero", "scale", "patch", "add")
-_KEY = re.compile(r"^(?:A(?P<al>\d+)\.(?P<ah>\d+)|M(?P<ml>\d+)|F(?P<fl>\d+):(?P<fi>\d+))(?:@(?P<pos>\d+))?$")
 
 
 @dataclass(frozen=True)
@@ -59,17 +58,12 @@ class Intervention:
 
 def parse_key(key: str) -> tuple[str, int, int, int | None]:
     """``(kind, layer, head-or-feature index (-1 for MLPs), pos or None)`` of a node key."""
-    m = _KEY.match(str(key))
-    if not m:
+    parsed = parse_node_key(key) if ">" not in str(key) else None
+    if parsed is None or parsed[0] == "error":
         raise ConfigError(f"cannot intervene on node {key!r}; keys look like A1.2, A1.2@5, M0, M0@5 or F1:37@5")
-    pos = None if m["pos"] is None else int(m["pos"])
-    if m["al"] is not None:
-        return "head", int(m["al"]), int(m["ah"]), pos
-    if m["ml"] is not None:
-        return "mlp", int(m["ml"]), -1, pos
-    if pos is None:
+    if parsed[0] == "feature" and parsed[3] is None:
         raise ConfigError(f"feature key {key!r} needs a position (F{{layer}}:{{index}}@{{pos}})")
-    return "feature", int(m["fl"]), int(m["fi"]), pos
+    return parsed
 
 
 def _dictionary_at(dicts: Sequence["Dictionary"], layer: int, key: str) -> "Dictionary":
@@ -217,30 +211,6 @@ def generate(model: "HookedTransformer", tokens: Int[Tensor, " seq"], interventi
         seq.append(nxt)
         out.append(nxt)
     return out
-
-
-def logit_lens(model: "HookedTransformer", tokens: Int[Tensor, "batch seq"]) -> Float[Tensor, "layer batch seq vocab"]:
-    """The unembedding (through the final LayerNorm) of the residual stream before every layer and after the last:
-    row ``l`` reads ``blocks.{l}.hook_resid_pre``, the last row equals the model's logits."""
-    tokens = tokens if tokens.ndim == 2 else tokens[None]
-    L = model.cfg.n_layers
-    names = [f"blocks.{l}.hook_resid_pre" for l in range(L)] + [f"blocks.{L - 1}.hook_resid_post"]
-    with torch.no_grad():
-        _, cache = model.run_with_cache(tokens.to(model.cfg.device), names_filter=lambda n: n in names)
-        resid = torch.stack([cache[n] for n in names])
-        return model.unembed(model.ln_final(resid.flatten(0, 1))).reshape(len(names), *tokens.shape, -1)
-
-
-def logit_lens_metric(model: "HookedTransformer", dataset: Any, metric: Any = None) -> Float[Tensor, " layer"]:
-    """The task metric (mean over ``dataset``, default the dataset's metric) read from the logit lens before every
-    layer and after the last: how far up the residual stream the answer is already decodable. The last entry equals
-    the metric of the model's own logits."""
-    from circuitdb.attribution.api import resolve_metric
-    from circuitdb.attribution.eap import metric_values, prepared
-
-    fn = prepared(resolve_metric(metric, dataset), model, dataset)
-    lens = logit_lens(model, dataset.clean)
-    return torch.stack([metric_values(fn, lg, dataset).mean() for lg in lens]).detach()
 
 
 def _centred(logits: Tensor) -> Tensor:
