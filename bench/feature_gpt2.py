@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 CFG = {"n_layers": 12, "d_model": 768, "n_heads": 12, "d_head": 64, "d_mlp": 3072, "n_ctx": 1024, "d_vocab": 50257,
        "act_fn": "gelu_new", "normalization_type": "LN", "seed": 0, "model_name": "gpt2-shape-random"}
 BOS, L0 = 50256, 64
@@ -108,7 +110,7 @@ def _dictionaries(cache: Path, width: int) -> list:
     return out
 
 
-def ours(cache: Path, width: int, n_tok: int, cap: int, heads: bool) -> dict:
+def ours(cache: Path, width: int, n_tok: int, cap: int, heads: bool, prune: str = "influence") -> dict:
     """circuitdb's side (run in a fresh process)."""
     import torch
     from safetensors.torch import load_file
@@ -122,22 +124,24 @@ def ours(cache: Path, width: int, n_tok: int, cap: int, heads: bool) -> dict:
     model.load_state_dict(load_file(str(cache / "model.safetensors")))
     dicts = _dictionaries(cache, width)
     toks = torch.tensor(json.loads((cache / f"tokens_{n_tok}.json").read_text()))
-    setup_s = time.perf_counter() - t_setup
+    setup_s, rss_setup = time.perf_counter() - t_setup, _status("self", "VmRSS")
     conv = {"zero_first_pos": True, "token_vectors": "embed"}  # circuit-tracer's conventions, to compare the rows
     c0, w0 = time.process_time(), time.perf_counter()
-    g = attribute_features(model, toks, dicts, max_feature_nodes=cap, heads=heads, progress=False, graph_id="b", **conv)
+    g = attribute_features(model, toks, dicts, max_feature_nodes=cap, heads=heads, progress=False, graph_id="b",
+                           prune=None if prune == "none" else prune, **conv)
     attr_cpu, attr_wall = time.process_time() - c0, time.perf_counter() - w0
     hwm_attr = _status("self", "VmHWM")
     with tempfile.TemporaryDirectory() as tmp, EmbeddedStore(Path(tmp) / "db") as store:
         s0 = time.perf_counter()
         store.write_graph(g)
         write_s = time.perf_counter() - s0
-    pr = g.meta["pruning"]
-    out = {"tool": "circuitdb", "width": width, "tokens": n_tok, "cap": cap, "heads": heads, "setup_s": setup_s,
+    pr = g.meta.get("pruning", {"unpruned_edges": g.n_edges, "unpruned_nodes": g.n_nodes})
+    out = {"tool": "circuitdb", "width": width, "tokens": n_tok, "cap": cap, "heads": heads, "prune": prune,
+           "setup_s": setup_s, "rss_after_setup": rss_setup,
            "attr_cpu_s": attr_cpu, "attr_wall_s": attr_wall, "write_s": write_s, "peak_rss_attr": hwm_attr,
            "active": g.meta["params"]["n_active_features"], "kept_nodes": g.n_nodes, "kept_edges": g.n_edges,
            "raw_edges": pr["unpruned_edges"], "raw_nodes": pr["unpruned_nodes"]}
-    if not heads:  # the logit rows over the visited features, for the agreement check (after the timing)
+    if not heads and prune != "none":  # the logit rows over the visited features, for the agreement check (after the timing)
         rm = ReplacementModel.build(model, toks, _dictionaries(cache, width), **conv)
         logits = g.nodes.loc[g.nodes.kind == "logit", "token"].astype(int).tolist()
         rows = rm.rows([("logit", rm.P - 1, t, -1) for t in logits]).double().numpy()
@@ -180,8 +184,6 @@ def _run(cmd: list[str], need: int, limit: int) -> dict:
 
 def agreement(a: dict, b: dict) -> tuple[float, int]:
     """Max |ours - theirs| / max |theirs| over the logit rows of the features both visited (same logits)."""
-    import numpy as np
-
     common_logits = [t for t in a["logits"] if t in b["logits"]]
     ia = [a["logits"].index(t) for t in common_logits]
     ib = [b["logits"].index(t) for t in common_logits]
@@ -193,6 +195,63 @@ def agreement(a: dict, b: dict) -> tuple[float, int]:
     return float(np.abs(x - y).max() / max(np.abs(y).max(), 1e-30)), len(keys)
 
 
+def clt_check(folder: Path, peer: str) -> dict:
+    """Cross-layer transcoders against circuit-tracer's own CrossLayerTranscoder: a tiny random model (3 layers,
+    d_model 16, vocabulary 20, float32) and a random CLT in circuit-tracer's folder layout, read by both tools; every
+    feature → feature and feature → logit entry compared (circuitdb with circuit-tracer's conventions)."""
+    import torch
+    from safetensors.torch import save_file
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    from circuitdb.attribution.features import attribute_features
+    from circuitdb.dictionaries import load_dictionaries
+    from circuitdb.dictionaries.train import random_dictionaries
+
+    cfg = {"n_layers": 3, "n_heads": 2, "d_model": 16, "d_head": 8, "d_mlp": 32, "n_ctx": 12, "d_vocab": 20,
+           "act_fn": "gelu", "normalization_type": "LN", "seed": 0, "model_name": "tiny-clt"}
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps(cfg))
+    model = HookedTransformer(HookedTransformerConfig(**cfg, device="cpu"))
+    with torch.no_grad():
+        for q in model.parameters():
+            q.mul_(4.0 if q.dim() > 1 else 1.0)
+    save_file({k: v.contiguous() for k, v in model.named_parameters()}, str(folder / "model.safetensors"))
+    dicts = random_dictionaries(model, "transcoder", width=24, seed=3, cross_layer=True, transcoder_in="hook_resid_mid")
+    clt = folder / "clt"
+    clt.mkdir(exist_ok=True)
+    for i, d in enumerate(dicts):
+        save_file({f"W_enc_{i}": d.W_enc.T.contiguous(), f"b_enc_{i}": d.b_enc, f"b_dec_{i}": d.b_dec},
+                  str(clt / f"W_enc_{i}.safetensors"))
+        dec = d.W_dec[:, None] if d.W_dec_later is None else torch.cat([d.W_dec[:, None], d.W_dec_later], 1)
+        save_file({f"W_dec_{i}": dec.contiguous()}, str(clt / f"W_dec_{i}.safetensors"))
+    toks = torch.randint(1, 20, (9,), generator=torch.Generator().manual_seed(1))
+    toks[0] = 0
+    (folder / "tokens.json").write_text(json.dumps(toks.tolist()))
+    g = attribute_features(model, toks, load_dictionaries(str(clt), model), heads=False, prune=None, progress=False,
+                           zero_first_pos=True, token_vectors="embed", graph_id="clt")
+    keys = g.keys
+    kind = g.nodes["kind"].to_numpy()
+    tgt_key = np.where(kind == "logit", [k.split("@")[0] for k in keys], keys)
+    mine: dict = {}
+    for s_, t_, w in zip(g.src, g.dst, g.weight):
+        if kind[s_] == "feature" and kind[t_] in ("feature", "logit"):
+            mine.setdefault(tgt_key[t_], {})[keys[s_]] = w
+    out = subprocess.run([peer, str(Path(__file__).parent / "feature_peer.py"), "--clt-check", str(folder)],
+                         capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    if out.returncode:
+        return {"error": out.stderr.strip().splitlines()[-1]}
+    theirs = json.loads(out.stdout.strip().splitlines()[-1])["rows"]
+    worst, scale, n = 0.0, 0.0, 0
+    for t in set(mine) | set(theirs):
+        a, b = mine.get(t, {}), theirs.get(t, {})
+        for s_ in set(a) | set(b):
+            worst = max(worst, abs(a.get(s_, 0.0) - b.get(s_, 0.0)))
+            scale = max(scale, abs(b.get(s_, 0.0)))
+            n += 1
+    return {"entries": n, "targets": len(theirs), "max_abs_diff": worst, "rel": worst / max(scale, 1e-30),
+            "features_ours": int((kind == "feature").sum())}
+
+
 def main(argv: list[str]) -> None:
     p = argparse.ArgumentParser(prog="feature_bench.py --gpt2")
     p.add_argument("--cache", default="/tmp/circuitdb-gpt2-bench")
@@ -200,14 +259,18 @@ def main(argv: list[str]) -> None:
     p.add_argument("--tokens", default="16")
     p.add_argument("--cap", type=int, default=4096)
     p.add_argument("--peer", default="/tmp/ct-venv/bin/python", help="python of a venv with circuit-tracer 0.5.0")
-    p.add_argument("--tools", default="circuitdb,circuit-tracer,heads")
+    p.add_argument("--tools", default="circuitdb,circuit-tracer,heads", help="also: raw (circuitdb, prune=None)")
     p.add_argument("--need-gib", type=float, default=12)
     p.add_argument("--limit-gib", type=float, default=11)
-    p.add_argument("--one", nargs=4, metavar=("WIDTH", "TOKENS", "CAP", "HEADS"), help=argparse.SUPPRESS)
+    p.add_argument("--one", nargs="+", metavar="WIDTH TOKENS CAP HEADS [PRUNE]", help=argparse.SUPPRESS)
+    p.add_argument("--clt-check", action="store_true", help="CLT edges against circuit-tracer's CrossLayerTranscoder")
     a = p.parse_args(argv)
     cache = Path(a.cache)
+    if a.clt_check:
+        print(json.dumps(clt_check(cache / "clt-check", a.peer)))
+        return
     if a.one:
-        print(json.dumps(ours(cache, int(a.one[0]), int(a.one[1]), int(a.one[2]), a.one[3] == "1")))
+        print(json.dumps(ours(cache, int(a.one[0]), int(a.one[1]), int(a.one[2]), a.one[3] == "1", *a.one[4:])))
         return
     widths, lengths = [int(w) for w in a.widths.split(",")], [int(n) for n in a.tokens.split(",")]
     tools = a.tools.split(",")
@@ -224,6 +287,8 @@ def main(argv: list[str]) -> None:
                 res["peer"] = _run(peer + [str(w), str(n), str(a.cap)], need, limit)
             if "heads" in tools:
                 res["heads"] = _run(me + ["--one", str(w), str(n), str(a.cap), "1"], need, limit)
+            if "raw" in tools:  # every non-zero entry stored: the memory the pruning saves
+                res["raw"] = _run(me + ["--one", str(w), str(n), str(a.cap), "0", "none"], need, limit)
             if "logit_rows" in res.get("ours", {}) and "logit_rows" in res.get("peer", {}):
                 res["agreement"], res["agreement_features"] = agreement(res["ours"], res["peer"])
             for r in res.values():

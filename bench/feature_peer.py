@@ -34,7 +34,53 @@ class _Tokenizer:
         return [f"<{int(i)}>" for i in ids]
 
 
+def _rows_by_key(g, n_logit: int) -> dict:  # noqa: ANN001
+    """``{target key: {source key: weight}}`` over features and logits (circuit-tracer's node order: selected
+    features, errors, tokens, logits; ``adjacency[target, source]``)."""
+    feats = g.active_features[g.selected_features].tolist()
+    fkeys = [f"F{l}:{f}@{p}" for l, p, f in feats]
+    logits = [f"L:{int(t.vocab_idx)}" for t in g.logit_targets]
+    adj = g.adjacency_matrix
+    n_sel = len(fkeys)
+    rows = {}
+    for ti, tk in list(enumerate(fkeys)) + [(adj.shape[0] - n_logit + i, k) for i, k in enumerate(logits)]:
+        r = adj[ti, :n_sel]
+        rows[tk] = {fkeys[j]: float(r[j]) for j in torch_nonzero(r)}
+    return rows
+
+
+def torch_nonzero(r) -> list[int]:  # noqa: ANN001
+    return r.nonzero().flatten().tolist()
+
+
+def clt_check(folder: Path) -> None:
+    """circuit-tracer's own CrossLayerTranscoder on the tiny model ``feature_gpt2.py --clt-check`` wrote."""
+    import torch
+
+    torch.set_num_threads(1)
+    from circuit_tracer import attribute
+    from circuit_tracer.replacement_model.replacement_model_transformerlens import TransformerLensReplacementModel
+    from circuit_tracer.transcoder.cross_layer_transcoder import load_clt
+    from safetensors.torch import load_file
+    from transformer_lens import HookedTransformerConfig
+
+    cfg = HookedTransformerConfig(**json.loads((folder / "config.json").read_text()), device="cpu")
+    model = TransformerLensReplacementModel(cfg)
+    params = {k: v for k, v in load_file(str(folder / "model.safetensors")).items() if k in dict(model.named_parameters())}
+    model.load_state_dict(params, strict=False)
+    model.tokenizer = _Tokenizer(cfg.d_vocab, 0)
+    clt = load_clt(str(folder / "clt"), feature_input_hook="hook_resid_mid", feature_output_hook="mlp.hook_out",
+                   device=torch.device("cpu"), dtype=torch.float32, lazy_decoder=False)
+    model._configure_replacement_model(clt)
+    tokens = torch.tensor(json.loads((folder / "tokens.json").read_text()))
+    g = attribute(tokens, model, max_feature_nodes=None, verbose=False)
+    print(json.dumps({"rows": _rows_by_key(g, len(g.logit_targets)), "active": int(len(g.active_features))}))
+
+
 def main() -> None:
+    if sys.argv[1] == "--clt-check":
+        clt_check(Path(sys.argv[2]))
+        return
     cache, width, n_tok, cap = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
     import torch
 
@@ -65,6 +111,7 @@ def main() -> None:
     model._configure_replacement_model(TranscoderSet(tcs, "ln2.hook_normalized", "mlp.hook_out"))
     tokens = torch.tensor(json.loads((cache / f"tokens_{n_tok}.json").read_text()))
     setup_s = time.perf_counter() - t_setup
+    rss_setup = next(int(x.split()[1]) * 1024 for x in open("/proc/self/status") if x.startswith("VmRSS:"))
     c0, w0 = time.process_time(), time.perf_counter()
     g = attribute(tokens, model, max_feature_nodes=cap, verbose=False)
     attr_cpu, attr_wall = time.process_time() - c0, time.perf_counter() - w0
@@ -75,7 +122,7 @@ def main() -> None:
     n_sel, n_logit = len(g.selected_features), len(g.logit_targets)
     feats = g.active_features[g.selected_features]  # [n_sel, 3]: layer, pos, feature index
     logit_ids = [int(getattr(t, "vocab_idx", getattr(t, "token_id", -1))) for t in g.logit_targets]
-    out = {"tool": "circuit-tracer 0.5.0", "width": width, "tokens": n_tok, "cap": cap, "setup_s": setup_s,
+    out = {"tool": "circuit-tracer 0.5.0", "width": width, "tokens": n_tok, "cap": cap, "setup_s": setup_s, "rss_after_setup": rss_setup,
            "attr_cpu_s": attr_cpu, "attr_wall_s": attr_wall, "prune_s": prune_s,
            "active": int(len(g.active_features)), "visited": n_sel, "nodes": int(adj.shape[0]),
            "raw_edges": int((adj != 0).sum()), "kept_nodes": int(pr.node_mask.sum()),
