@@ -1,5 +1,5 @@
 """Interventions by stored node key: ablate / patch / scale heads, MLPs and features, steer with a feature's decoder
-direction, the logit lens, and the check that a feature graph predicts what an intervention does.
+direction, and check that a feature graph predicts what an intervention does (the logit lens: circuitdb.lens).
 
 Conventions (stated once):
 - Node keys are those of the stored graphs (``docs/design.md``): ``A{l}.{h}`` / ``A{l}.{h}@{p}`` (a head's output,
@@ -7,8 +7,9 @@ Conventions (stated once):
   ``i`` of the dictionary whose hook is at layer ``l``; its contribution is ``a_i · W_dec[i]`` at the dictionary's
   output hook). Without ``@p`` an intervention acts at every position.
 - Operations: ``zero`` (ablate: the node's output is removed), ``scale`` (multiplied by ``value``), ``patch`` (the
-  output it has on the ``corrupted`` tokens; heads and MLPs), ``add`` (steering: ``value · W_dec[i]`` added at the
-  feature's output hook, whether or not it is active — "Golden Gate" style).
+  output it has on the ``corrupted`` tokens; for a feature: its activation is set to the one it has on the corrupted
+  run, through its decoder direction, ``(a_corr − a) · W_dec[i]`` added at its output hook), ``add`` (steering:
+  ``value · W_dec[i]`` added at the feature's output hook, whether or not it is active — "Golden Gate" style).
 - Logits in the steering check are *centred* (``logit − mean logit``), the quantity feature graphs attribute.
 - Hooks are only active inside ``model.hooks(...)`` scopes; torch is imported by this module (it is not part of
   ``import circuitdb``).
@@ -17,7 +18,6 @@ Conventions (stated once):
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
@@ -27,6 +27,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from circuitdb.errors import ConfigError, one_of
+from circuitdb.lens import logit_lens, logit_lens_metric, parse_node_key  # noqa: F401 - the lens lives in lens.py
 
 if TYPE_CHECKING:  # pragma: no cover
     from transformer_lens import HookedTransformer
@@ -37,7 +38,6 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 OPS = ("zero", "scale", "patch", "add")
-_KEY = re.compile(r"^(?:A(?P<al>\d+)\.(?P<ah>\d+)|M(?P<ml>\d+)|F(?P<fl>\d+):(?P<fi>\d+))(?:@(?P<pos>\d+))?$")
 
 
 @dataclass(frozen=True)
@@ -54,23 +54,16 @@ class Intervention:
         kind, *_ = parse_key(self.key)
         if self.op == "add" and kind != "feature":
             raise ConfigError(f"intervention 'add' steers along a feature's decoder direction; {self.key!r} is a {kind}")
-        if self.op == "patch" and kind == "feature":
-            raise ConfigError(f"intervention 'patch' applies to heads and MLPs, not feature {self.key!r}; use scale")
 
 
 def parse_key(key: str) -> tuple[str, int, int, int | None]:
     """``(kind, layer, head-or-feature index (-1 for MLPs), pos or None)`` of a node key."""
-    m = _KEY.match(str(key))
-    if not m:
+    parsed = parse_node_key(key) if ">" not in str(key) else None
+    if parsed is None or parsed[0] == "error":
         raise ConfigError(f"cannot intervene on node {key!r}; keys look like A1.2, A1.2@5, M0, M0@5 or F1:37@5")
-    pos = None if m["pos"] is None else int(m["pos"])
-    if m["al"] is not None:
-        return "head", int(m["al"]), int(m["ah"]), pos
-    if m["ml"] is not None:
-        return "mlp", int(m["ml"]), -1, pos
-    if pos is None:
+    if parsed[0] == "feature" and parsed[3] is None:
         raise ConfigError(f"feature key {key!r} needs a position (F{{layer}}:{{index}}@{{pos}})")
-    return "feature", int(m["fl"]), int(m["fi"]), pos
+    return parsed
 
 
 def _dictionary_at(dicts: Sequence["Dictionary"], layer: int, key: str) -> "Dictionary":
@@ -81,6 +74,13 @@ def _dictionary_at(dicts: Sequence["Dictionary"], layer: int, key: str) -> "Dict
             return d
     have = sorted(parse_hook(d.hook_in)[0] for d in dicts)
     raise ConfigError(f"no dictionary at layer {layer} for {key!r}; dictionaries are at layers {have}")
+
+
+def _feature_dictionary(dicts: Sequence["Dictionary"], layer: int, index: int, key: str) -> "Dictionary":
+    d = _dictionary_at(dicts, layer, key)
+    if not 0 <= index < d.width:
+        raise ConfigError(f"{key!r}: feature {index} outside dictionary {d.id!r} of width {d.width}")
+    return d
 
 
 def _check(model: "HookedTransformer", kind: str, layer: int, index: int, key: str) -> None:
@@ -101,10 +101,11 @@ def intervention_hooks(model: "HookedTransformer", interventions: Iterable[Inter
     if any(iv.op == "patch" for iv in ivs):
         if corrupted is None:
             raise ConfigError("intervention 'patch' needs corrupted tokens (the run whose outputs are patched in)")
-        names = {_hook_name(parse_key(iv.key)) for iv in ivs if iv.op == "patch"}
+        names = {_hook_name(parse_key(iv.key)) for iv in ivs if iv.op == "patch" and not iv.key.startswith("F")}
         with torch.no_grad():
             _, cache = model.run_with_cache(corrupted.to(model.cfg.device), names_filter=lambda n: n in names)
         patch_cache = {n: cache[n] for n in names}
+    feature_patch = _feature_activations(model, [iv for iv in ivs if iv.op == "patch"], dictionaries, corrupted)
     hooks = []
     for iv in ivs:
         kind, layer, index, pos = parse_key(iv.key)
@@ -114,25 +115,51 @@ def intervention_hooks(model: "HookedTransformer", interventions: Iterable[Inter
             name = _hook_name((kind, layer, index, pos))
             hooks.append((name, _component_hook(iv, kind, index, sel, patch_cache.get(name))))
         else:
-            d = _dictionary_at(dictionaries, layer, iv.key)
-            if not 0 <= index < d.width:
-                raise ConfigError(f"{iv.key!r}: feature {index} outside dictionary {d.id!r} of width {d.width}")
+            d = _feature_dictionary(dictionaries, layer, index, iv.key)
             store: dict[str, Tensor] = {}
 
             def grab(t: Tensor, hook: Any, d=d, store=store, index=index) -> None:  # noqa: ANN001
                 store["a"] = d.encode(t)[..., index]
 
-            def steer(t: Tensor, hook: Any, d=d, store=store, iv=iv, index=index, sel=sel) -> Tensor:  # noqa: ANN001
+            def steer(t: Tensor, hook: Any, d=d, store=store, iv=iv, index=index, sel=sel,  # noqa: ANN001
+                      target=feature_patch.get(iv.key)) -> Tensor:
                 t = t.clone()
                 direction = d.W_dec[index].to(t.dtype)
                 if iv.op == "add":
                     t[:, sel] += iv.value * direction
+                elif iv.op == "patch":
+                    if target.shape != store["a"].shape:
+                        raise ConfigError(f"patching {iv.key!r}: corrupted tokens give {tuple(target.shape)}, the "
+                                          f"run {tuple(store['a'].shape)} (same batch and length needed)")
+                    t[:, sel] += (target - store["a"])[:, sel, None].to(t.dtype) * direction
                 else:
                     factor = 0.0 if iv.op == "zero" else iv.value
                     t[:, sel] += (factor - 1.0) * store["a"][:, sel, None].to(t.dtype) * direction
                 return t
             hooks += [(d.hook_in, grab), (d.hook_out, steer)]
     return hooks
+
+
+def _feature_activations(model: "HookedTransformer", ivs: list[Intervention], dictionaries: Sequence["Dictionary"],
+                         corrupted: Tensor | None) -> dict[str, Tensor]:
+    """``{feature key: its activation [batch, seq] on the run of tokens corrupted}`` for the features among ``ivs``."""
+    feats = [iv for iv in ivs if parse_key(iv.key)[0] == "feature"]
+    if not feats:
+        return {}
+    if corrupted is None:
+        raise ConfigError("intervention 'patch' needs corrupted tokens (the run whose activations are patched in)")
+    got: dict[str, Tensor] = {}
+    hooks = []
+    for iv in feats:
+        _, layer, index, _ = parse_key(iv.key)
+        d = _feature_dictionary(dictionaries, layer, index, iv.key)
+
+        def grab(t: Tensor, hook: Any, d=d, key=iv.key, index=index) -> None:  # noqa: ANN001
+            got[key] = d.encode(t)[..., index].detach()
+        hooks.append((d.hook_in, grab))
+    with torch.no_grad(), model.hooks(fwd_hooks=hooks):
+        model(corrupted.to(model.cfg.device), return_type=None)
+    return got
 
 
 def _hook_name(parsed: tuple) -> str:
@@ -186,30 +213,6 @@ def generate(model: "HookedTransformer", tokens: Int[Tensor, " seq"], interventi
     return out
 
 
-def logit_lens(model: "HookedTransformer", tokens: Int[Tensor, "batch seq"]) -> Float[Tensor, "layer batch seq vocab"]:
-    """The unembedding (through the final LayerNorm) of the residual stream before every layer and after the last:
-    row ``l`` reads ``blocks.{l}.hook_resid_pre``, the last row equals the model's logits."""
-    tokens = tokens if tokens.ndim == 2 else tokens[None]
-    L = model.cfg.n_layers
-    names = [f"blocks.{l}.hook_resid_pre" for l in range(L)] + [f"blocks.{L - 1}.hook_resid_post"]
-    with torch.no_grad():
-        _, cache = model.run_with_cache(tokens.to(model.cfg.device), names_filter=lambda n: n in names)
-        resid = torch.stack([cache[n] for n in names])
-        return model.unembed(model.ln_final(resid.flatten(0, 1))).reshape(len(names), *tokens.shape, -1)
-
-
-def logit_lens_metric(model: "HookedTransformer", dataset: Any, metric: Any = None) -> Float[Tensor, " layer"]:
-    """The task metric (mean over ``dataset``, default the dataset's metric) read from the logit lens before every
-    layer and after the last: how far up the residual stream the answer is already decodable. The last entry equals
-    the metric of the model's own logits."""
-    from circuitdb.attribution.api import resolve_metric
-    from circuitdb.attribution.eap import metric_values, prepared
-
-    fn = prepared(resolve_metric(metric, dataset), model, dataset)
-    lens = logit_lens(model, dataset.clean)
-    return torch.stack([metric_values(fn, lg, dataset).mean() for lg in lens]).detach()
-
-
 def _centred(logits: Tensor) -> Tensor:
     return logits - logits.mean(-1, keepdim=True)
 
@@ -251,12 +254,39 @@ def steering_check(model: "HookedTransformer", graph: "AttributionGraph", key: s
     scaled by ``factor`` (0 = ablate): ``frozen`` runs the frozen replacement model (equal to the ``direct``
     prediction up to float error), ``real`` the real model; ``gap`` = real − propagated prediction, the part the
     graph's linearisation cannot see (attention patterns, LayerNorm scales and feature gates re-computed)."""
-    from circuitdb.attribution.replacement import ReplacementModel
+    tokens, dicts = _check_inputs(model, graph, key, tokens, dictionaries)
+    return _feature_check(model, graph, key, factor, tokens, dicts, Intervention(key, "scale", factor))
+
+
+def patch_check(model: "HookedTransformer", graph: "AttributionGraph", key: str, corrupted: Tensor, *,
+                tokens: Tensor | None = None, dictionaries: Any = None) -> dict[str, Any]:
+    """As :func:`steering_check`, for patching feature ``key`` from the ``corrupted`` prompt: its activation is set
+    to the one it has on the corrupted run (same length as the graph's prompt). In the graph and the frozen model
+    that is the scaling factor ``a_corrupted / a_clean`` of the node; in the real model the ``patch`` intervention
+    (whose downstream features, attention and LayerNorm scales respond). The result also names both activations."""
+    tokens, dicts = _check_inputs(model, graph, key, tokens, dictionaries)
+    corrupted = torch.as_tensor(corrupted, dtype=torch.long).reshape(1, -1)
+    if corrupted.shape[1] != tokens.numel():
+        raise ConfigError(f"patch_check: the corrupted prompt has {corrupted.shape[1]} tokens, the graph's "
+                          f"{tokens.numel()} (equal lengths needed)")
+    _, layer, index, pos = parse_key(key)
+    iv = Intervention(key, "patch")
+    a_corr = float(_feature_activations(model, [iv], dicts, corrupted)[key][0, pos])
+    a_clean = float(_feature_activations(model, [iv], dicts, tokens.reshape(1, -1))[key][0, pos])
+    if a_clean == 0.0:
+        raise ConfigError(f"feature {key!r} is not active on this prompt")
+    res = _feature_check(model, graph, key, a_corr / a_clean, tokens, dicts, iv, corrupted)
+    return {**res, "op": "patch", "clean_activation": a_clean, "corrupted_activation": a_corr,
+            "corrupted_tokens": corrupted.reshape(-1).tolist()}
+
+
+def _check_inputs(model: "HookedTransformer", graph: "AttributionGraph", key: str, tokens: Tensor | None,
+                  dictionaries: Any) -> tuple[Tensor, list]:
     from circuitdb.dictionaries.load import load_dictionaries
 
-    kind, layer, index, pos = parse_key(key)
+    kind = parse_key(key)[0]
     if kind != "feature":
-        raise ConfigError(f"steering_check scales a feature node; {key!r} is a {kind}")
+        raise ConfigError(f"steering and patch checks act on a feature node; {key!r} is a {kind}")
     if tokens is None:
         tokens = torch.as_tensor(graph.meta.get("tokens") or [], dtype=torch.long).reshape(-1)
         if tokens.numel() == 0:
@@ -266,8 +296,18 @@ def steering_check(model: "HookedTransformer", graph: "AttributionGraph", key: s
     if want and not want <= {d.id for d in dicts}:
         raise ConfigError(f"graph {graph.id!r} was built with dictionaries {sorted(want)}; got "
                           f"{sorted(d.id for d in dicts)} (pass dictionaries=)")
+    return tokens.reshape(-1), dicts
+
+
+def _feature_check(model: "HookedTransformer", graph: "AttributionGraph", key: str, factor: float, tokens: Tensor,
+                   dicts: list, real_iv: Intervention, corrupted: Tensor | None = None) -> dict[str, Any]:
+    """The graph's prediction, the frozen replacement model and the real model (``real_iv``) for one feature whose
+    contribution is multiplied by ``factor``."""
+    from circuitdb.attribution.replacement import ReplacementModel
+
+    _, layer, index, pos = parse_key(key)
     pred = graph_prediction(graph, key, factor)
-    rm = ReplacementModel.build(model, tokens.reshape(-1), dicts)
+    rm = ReplacementModel.build(model, tokens, dicts)
     d = _dictionary_at(dicts, layer, key)
     di = next(i for i, x in enumerate(rm.dicts) if x.id == d.id)
     src = rm.sources
@@ -277,8 +317,8 @@ def steering_check(model: "HookedTransformer", graph: "AttributionGraph", key: s
     clean = _centred(rm.frozen_forward()["logits"])
     frozen = _centred(rm.frozen_forward(source=int(j[0]), factor=factor)["logits"]) - clean
     real_clean = _centred(run_with_interventions(model, tokens.reshape(1, -1), [])[0])
-    real = _centred(run_with_interventions(model, tokens.reshape(1, -1), [Intervention(key, "scale", factor)],
-                                           dictionaries=dicts)[0]) - real_clean
+    real = _centred(run_with_interventions(model, tokens.reshape(1, -1), [real_iv], dictionaries=dicts,
+                                           corrupted=corrupted)[0]) - real_clean
     rows = {}
     nodes = graph.nodes.set_index("key")
     for lk, p in pred.items():
@@ -286,12 +326,12 @@ def steering_check(model: "HookedTransformer", graph: "AttributionGraph", key: s
         f, r = float(frozen[tp, tok]), float(real[tp, tok])
         rows[lk] = {**p, "frozen": f, "real": r, "gap": r - p["propagated"]}
     worst = max(abs(v["frozen"] - v["direct"]) for v in rows.values()) if rows else 0.0
-    log.info("steering %s x%g: frozen vs graph max |diff| %.3g", key, factor, worst)
-    return {"key": key, "factor": factor, "logits": rows, "frozen_vs_graph": worst,
+    log.info("%s %s x%g: frozen vs graph max |diff| %.3g", real_iv.op, key, factor, worst)
+    return {"key": key, "op": real_iv.op, "factor": factor, "logits": rows, "frozen_vs_graph": worst,
             "gap_cause": "the real model re-computes attention patterns, LayerNorm scales and every downstream "
                          "feature's activation (gate), which the graph holds at their clean values"}
 
 
 def record_check(circuit: Any, check: dict[str, Any]) -> Any:
-    """``circuit`` with ``check`` (from :func:`steering_check`) appended to ``scores["steering_checks"]``."""
+    """``circuit`` with ``check`` (from :func:`steering_check` / :func:`patch_check`) appended to ``scores["steering_checks"]``."""
     return circuit.with_scores(steering_checks=[*circuit.scores.get("steering_checks", []), check])

@@ -23,6 +23,8 @@ def pytest_configure(config) -> None:
 
 
 # ---------------------------------------------------------------------- Neo4j server (session)
+#: the URI of the server this session started (the both-stores suites may empty only that one)
+_OWNED_SERVER: list[str] = []
 NEO4J_ENV = ("CIRCUITDB_NEO4J_URI", "CIRCUITDB_NEO4J_USER", "CIRCUITDB_NEO4J_PASSWORD", "CIRCUITDB_NEO4J_HTTP")
 
 
@@ -46,6 +48,7 @@ def neo4j_server():
         pytest.skip(f"no Neo4j server: {e}")
     saved = {k: os.environ.get(k) for k in NEO4J_ENV}
     os.environ.update(server.env())
+    _OWNED_SERVER.append(server.uri)
     try:
         yield server.env()
     finally:
@@ -55,3 +58,24 @@ def neo4j_server():
             else:
                 os.environ[k] = v
         server.stop()
+
+
+# ---------------------------------------------------------------------- both stores (tests/both_stores.py)
+@pytest.fixture(scope="session")
+def neo4j_database(neo4j_server):
+    """The session's Neo4j database for the both-stores suites (tests/both_stores.py): emptied before and after."""
+    if neo4j_server["CIRCUITDB_NEO4J_URI"] not in _OWNED_SERVER and os.environ.get("CIRCUITDB_NEO4J_WIPE") != "1":
+        pytest.skip("the both-stores suites empty the Neo4j database; set CIRCUITDB_NEO4J_WIPE=1 to let them empty "
+                    f"{os.environ['CIRCUITDB_NEO4J_URI']}")
+    import neo4j
+
+    driver = neo4j.GraphDatabase.driver(neo4j_server["CIRCUITDB_NEO4J_URI"], notifications_min_severity="OFF",
+                                        auth=(neo4j_server["CIRCUITDB_NEO4J_USER"],
+                                              neo4j_server["CIRCUITDB_NEO4J_PASSWORD"]))
+    from both_stores import Neo4jDatabase
+
+    db = Neo4jDatabase(driver)
+    db.empty()
+    yield db
+    db.empty()
+    driver.close()

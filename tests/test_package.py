@@ -51,7 +51,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("attribution",),
     ("store",),
     ("circuits",),
-    ("formats", "render", "intervene", "neo4j_browser"),
+    ("formats", "render", "intervene", "lens", "neo4j_browser"),
     ("ingest",),
     ("cli", "__main__", ""),
 )

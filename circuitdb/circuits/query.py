@@ -15,6 +15,11 @@ with a header comment:
 Types: ``string``, ``integer``, ``float``, ``boolean``, ``list<string>``, ``list<integer>``, ``list<float>``.
 Values always go to the store as parameters; the text of a named query is never changed by a value. The shipped files need no
 per-store adaptation (if one is ever needed, it belongs in :mod:`circuitdb.store.cypher`).
+
+Each library query also has a *Browser form* (``queries/browser/NAME.cypher``, :func:`browser_form`): the same
+parameters, returning nodes and relationships ordered and bounded by ``$limit`` in the Cypher itself, for pasting
+into the Neo4j Browser (the library text leaves the merge and the cut of its UNION ALL branches to :func:`query`:
+a LIMIT inside a UNION ALL branch still crashes Ladybug 0.22 when another branch is empty).
 """
 
 from __future__ import annotations
@@ -241,6 +246,17 @@ def get_query(name_or_path: str) -> NamedQuery:
         if not p.is_file():
             raise QueryError(one_of(name_or_path, list_queries(), "query"))
     return _load(str(p.resolve()), p.stat().st_mtime)
+
+
+def browser_form(name: str) -> str:
+    """The Browser form of library query ``name`` (``queries/browser/NAME.cypher``): the same question and
+    parameters, returning nodes and relationships (so the Neo4j Browser draws a graph) ordered and cut at ``$limit``
+    in the Cypher itself. Neo4j Cypher (subqueries, path functions): it is for the Browser, not for ``query()``."""
+    get_query(name)  # a library name (the error lists the valid ones)
+    p = queries_dir() / "browser" / f"{name}.cypher"
+    if not p.is_file():  # pragma: no cover - every library query has one (tests/queries/test_browser_forms.py)
+        raise QueryError(f"query {name!r} has no Browser form ({p} is missing)")
+    return p.read_text(encoding="utf-8")
 
 
 def _is_cypher(text: str) -> bool:

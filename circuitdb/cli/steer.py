@@ -34,10 +34,15 @@ def steer_cmd(
     ablate: list[str] = typer.Option(None, "--ablate", help="Node key to zero (A1.2, M0@5, F1:37@5); repeatable."),
     scale: list[str] = typer.Option(None, "--scale", help="KEY=FACTOR: multiply a node's output; repeatable."),
     add: list[str] = typer.Option(None, "--add", help="FEATURE=SCALE: add SCALE x the feature's decoder direction."),
+    patch: list[str] = typer.Option(None, "--patch", help="Node key to patch from --corrupted (a feature: its "
+                                    "activation there, through its decoder direction); repeatable."),
+    corrupted: str = typer.Option(None, "--corrupted", help="Corrupted prompt text (same token length) for --patch "
+                                  "and --check FEATURE=patch."),
     generate_n: int = typer.Option(0, "--generate", help="Also generate this many tokens (greedy), with and without."),
     top: int = typer.Option(8, "--top", help="Top next tokens to show."),
     graph: str = typer.Option(None, "--graph", "-g", help="Stored feature graph: with --check, its prediction."),
-    check: str = typer.Option(None, "--check", help="FEATURE[=FACTOR]: graph-predicted vs real logit change."),
+    check: str = typer.Option(None, "--check", help="FEATURE[=FACTOR] or FEATURE=patch (from --corrupted): "
+                              "graph-predicted vs real logit change."),
     save_check: str = typer.Option(None, "--save-check", help="Store the check on this saved circuit of --graph."),
     store: str = STORE_OPTION,
 ) -> None:
@@ -48,11 +53,12 @@ def steer_cmd(
 
     import circuitdb
     from circuitdb.errors import ConfigError
-    from circuitdb.intervene import Intervention, generate, run_with_interventions, steering_check
+    from circuitdb.intervene import Intervention, generate, patch_check, run_with_interventions, steering_check
 
     con = Console(highlight=False)
     lm = circuitdb.load_model(model)
     ivs = [Intervention(k, "zero") for k in ablate or []] + _pairs(scale, "scale") + _pairs(add, "add")
+    ivs += [Intervention(k, "patch") for k in patch or []]
     g, st = None, None
     if graph:
         from circuitdb.cli.common import open_cli_store
@@ -68,13 +74,21 @@ def steer_cmd(
             tokens = torch.as_tensor(g.meta["tokens"]).reshape(-1)
         else:
             raise ConfigError("give --prompt TEXT, or --graph ID of a stored graph with tokens")
+        bad = circuitdb.tokenize(lm, corrupted) if corrupted is not None else None
+        if patch and bad is None:
+            raise ConfigError("--patch needs --corrupted TEXT (the prompt whose outputs are patched in)")
+        if generate_n and patch:
+            raise ConfigError("--generate cannot be combined with --patch (no corrupted run to patch from)")
+        if bad is not None and bad.shape != tokens.shape:
+            raise ConfigError(f"--corrupted has {bad.numel()} tokens, the prompt {tokens.numel()} (equal needed)")
         dicts = ()
         if any(iv.key.startswith("F") for iv in ivs):
             from circuitdb.dictionaries.load import load_dictionaries
 
             dicts = load_dictionaries(None, lm)
         clean = run_with_interventions(lm, tokens[None], [])[0, -1]
-        after = run_with_interventions(lm, tokens[None], ivs, dictionaries=dicts)[0, -1]
+        after = run_with_interventions(lm, tokens[None], ivs, dictionaries=dicts,
+                                       corrupted=None if bad is None else bad[None])[0, -1]
         words = circuitdb.detokenize(lm, list(range(lm.cfg.d_vocab_out)))
         tab = Table(title=Text(f"next token after {len(tokens)} tokens; interventions: "
                           f"{', '.join(f'{iv.op} {iv.key}' + ('' if iv.op == 'zero' else f' {iv.value:g}') for iv in ivs) or 'none'}"))
@@ -94,8 +108,20 @@ def steer_cmd(
             if g is None:
                 raise ConfigError("--check needs --graph ID (a stored feature graph)")
             key, _, fac = check.partition("=")
-            res = steering_check(lm, g, key, float(fac) if fac else 0.0, tokens=tokens)
-            t2 = Table(title=Text(f"scaling {key} by {res['factor']:g}: predicted vs actual change of centred logits"))
+            if fac == "patch":
+                if bad is None:
+                    raise ConfigError("--check FEATURE=patch needs --corrupted TEXT")
+                res = patch_check(lm, g, key, bad, tokens=tokens)
+                what = (f"patching {key} from the corrupted prompt (activation {res['clean_activation']:.4g} → "
+                        f"{res['corrupted_activation']:.4g}, factor {res['factor']:.4g})")
+            else:
+                try:
+                    factor = float(fac) if fac else 0.0
+                except ValueError as e:
+                    raise ConfigError(f"--check {check!r}: {fac!r} is neither a number nor 'patch'") from e
+                res = steering_check(lm, g, key, factor, tokens=tokens)
+                what = f"scaling {key} by {res['factor']:g}"
+            t2 = Table(title=Text(f"{what}: predicted vs actual change of centred logits"))
             for c in ("logit", "graph (direct)", "frozen model", "graph (propagated)", "real model", "gap"):
                 t2.add_column(c)
             for lk, v in res["logits"].items():

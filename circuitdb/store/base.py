@@ -97,11 +97,11 @@ class GraphStore(ABC):
         """Write many (small) graphs; each becomes visible only complete. Stores that can do it in one transaction
         override this (the embedded store: one COPY transaction and one flip for all); this fallback writes them
         one by one."""
+        from circuitdb.store.rows import check_graph_ids
+
         graphs = list(graphs)
-        ids = [None] * len(graphs) if graph_ids is None else list(graph_ids)
-        if len(ids) != len(graphs):
-            raise ConfigError(f"write_graphs: {len(graphs)} graphs but {len(ids)} graph ids")
-        return [self.write_graph(g, graph_id=i) for g, i in zip(graphs, ids)]
+        gids = check_graph_ids(graphs, [None] * len(graphs) if graph_ids is None else list(graph_ids))
+        return [self.write_graph(g, graph_id=i) for g, i in zip(graphs, gids)]
 
     def complete_ids(self, ids: Iterable[str]) -> set[str]:
         """Which of ``ids`` have a complete (current) version in the store (ingest skips those)."""

@@ -38,6 +38,7 @@ from circuitdb.store import cypher as cy
 from circuitdb.store import rows as rw
 from circuitdb.store import versions as vs
 from circuitdb.store.base import GraphStore
+from circuitdb.store.plan_check import EXPLAIN, assert_plan_reads
 from circuitdb.store.readonly import assert_read_only
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -186,13 +187,14 @@ class EmbeddedStore(GraphStore):
                      ) -> list[str]:
         """Write many graphs in ONE data transaction and one flip: each becomes visible complete, all at once."""
         graphs = list(graphs)
-        ids = [None] * len(graphs) if graph_ids is None else list(graph_ids)
-        if len(ids) != len(graphs):
-            raise ConfigError(f"write_graphs: {len(graphs)} graphs but {len(ids)} graph ids")
-        with self._errors("writing " + (f"graph {ids[0] or graphs[0].id!r}" if len(graphs) == 1
-                                        else f"{len(graphs)} graphs") + " to"):
+        gids = rw.check_graph_ids(graphs, [None] * len(graphs) if graph_ids is None else list(graph_ids))
+        if self.read_only:
+            raise StoreError(f"the embedded store {str(self.path)!r} is open read-only")
+        if not graphs:
+            return []
+        with self._errors("writing " + (f"graph {gids[0]!r}" if len(gids) == 1 else f"{len(gids)} graphs") + " to"):
             self.connect()
-            return vs.write_versions(self, graphs, ids)
+            return vs.write_versions(self, graphs, gids)
 
     def _current(self, graph_id: str) -> dict[str, Any]:
         """The current Graph row of ``graph_id`` (inside the caller's transaction); GraphNotFoundError if none."""
@@ -290,8 +292,9 @@ class EmbeddedStore(GraphStore):
     def run(self, cypher: str, params: dict[str, Any] | None = None, *, write: bool = False) -> pd.DataFrame:
         """Run one Cypher statement with parameters → DataFrame. Without ``write=True``: the lexical check of
         :mod:`.readonly` first (writes, transaction control, file clauses, several statements), then the engine:
-        the text is prepared (Ladybug refuses several statements there, before anything runs) and executed inside
-        ``BEGIN TRANSACTION READ ONLY``, which refuses every write."""
+        the text is prepared (Ladybug refuses several statements there, before anything runs), its ``EXPLAIN`` plan
+        must consist of read operators only (:mod:`.plan_check`: refuses ``COPY … TO``, ``EXPORT``, ``COMMIT`` and
+        every write by the engine's own plan), and it runs inside ``BEGIN TRANSACTION READ ONLY``."""
         if not isinstance(cypher, str) or not cypher.strip():
             raise QueryError(f"empty query {cypher!r}")
         if not write:
@@ -305,13 +308,22 @@ class EmbeddedStore(GraphStore):
                 finally:
                     self._forget_copies()
             with self._transaction(read_only=True):
-                with warnings.catch_warnings():  # ladybug 0.22 deprecates prepare(); it is the one-statement check
-                    warnings.simplefilter("ignore", DeprecationWarning)
-                    prepared = self._conn.prepare(cypher)
-                if not prepared.is_success():  # e.g. "We do not support prepare multiple statements": nothing ran
-                    raise QueryError(f"query on the embedded store {str(self.path)!r} failed before it ran: "
-                                     f"{prepared.get_error_message()}")
+                prepared = self._prepare(cypher)
+                plan = self._conn.execute(self._prepare(EXPLAIN + cypher), p).get_as_df()
+                assert_plan_reads("\n".join(map(str, plan.iloc[:, 0].tolist())) if len(plan.columns) else "",
+                                  cypher)
                 return self._result_df(self._conn.execute(prepared, p))
+
+    def _prepare(self, cypher: str) -> Any:
+        """One prepared statement; QueryError (nothing ran) when the engine refuses it, e.g. "We do not support
+        prepare multiple statements"."""
+        with warnings.catch_warnings():  # ladybug 0.22 deprecates prepare(); it is the one-statement check
+            warnings.simplefilter("ignore", DeprecationWarning)
+            prepared = self._conn.prepare(cypher)
+        if not prepared.is_success():
+            raise QueryError(f"query on the embedded store {str(self.path)!r} failed before it ran: "
+                             f"{prepared.get_error_message()}")
+        return prepared
 
     @staticmethod
     def _result_df(res: Any) -> pd.DataFrame:
@@ -322,7 +334,8 @@ class EmbeddedStore(GraphStore):
     # ------------------------------------------------------------------ circuits
     def save_circuit(self, name: str, graph_id: str, node_keys: list[str], *, method: str,
                      params: dict[str, Any], scores: dict[str, Any], edges: pd.DataFrame | None = None) -> str:
-        """Store a circuit (nodes linked by ``INCLUDES``; edges as JSON), replacing one of the same name+graph."""
+        """Store a circuit (nodes linked by ``INCLUDES``, each link listing the circuit's edges out of its node:
+        rows.circuit_edge_lists; the edge table also as JSON), replacing one of the same name+graph."""
         props, keys, _ = rw.circuit_rows(name, graph_id, node_keys, method=method, params=params, scores=scores,
                                          edges=edges)
         uid = props["uid"]
@@ -340,7 +353,8 @@ class EmbeddedStore(GraphStore):
                 with self._transaction():
                     self._exec(cy.LB_DELETE_CIRCUIT, {"uid": uid})
                     self._exec(cy.LB_CREATE_CIRCUIT, props)
-                    self._copy(cy.LB_COPY_INCLUDES, pd.DataFrame({"from": [uid] * len(uids), "to": uids}))
+                    self._copy(cy.LB_COPY_INCLUDES, pd.DataFrame({"from": [uid] * len(uids), "to": uids,
+                                                                  "edges": rw.circuit_edge_lists(name, keys, edges)}))
             finally:
                 self._forget_copies()
         return uid

@@ -1,32 +1,29 @@
-"""Row format shared by both stores: AttributionGraph ⇄ the rows/properties of the store schema (DESIGN.md).
+"""Row format shared by both stores, write side: AttributionGraph → the rows/properties of the store schema.
 
-Both stores (embedded Ladybug, Neo4j) use this module, so they write and read exactly the same properties.
+Both stores (embedded Ladybug, Neo4j) use this module, so they write exactly the same properties; reading them back
+(rows → AttributionGraph, read filters, circuit records) is :mod:`circuitdb.store.readback`, re-exported here.
 
 Stored values
-    ``Node``: :data:`NODE_PROPS` = ``uid`` (``graph_id + "/" + key``, primary key), ``graph_id``, ``idx`` (the node's
-    row position in its graph: reads restore node order, edges are read back as ``idx`` pairs), then
-    :data:`circuitdb.graph.NODE_COLUMNS`. Conventions of graph.py: ``-1`` = none in integer columns (``layer = -1``
-    is meaningful: embeddings), ``""`` in string columns; float ``NaN`` is stored as NULL and read back as ``NaN``.
-    ``ATTRIBUTES``: ``weight``, ``abs_weight``, ``channel`` (``""``/``"q"``/``"k"``/``"v"``).
+    ``Node``: :data:`NODE_PROPS` = ``uid`` (``sid + "/" + key``, primary key; ``sid`` is the version's storage id),
+    ``sid``, ``graph_id``, ``idx`` (the node's row position in its graph: reads restore node order, edges are read
+    back as ``idx`` pairs), ``name`` (the Browser caption), then :data:`circuitdb.graph.NODE_COLUMNS`. Absent
+    values are NULL (graph.py's ``-1`` ints — but ``layer = -1`` of an embedding is a value —, ``""`` strings,
+    ``NaN`` floats). ``ATTRIBUTES``: ``weight``, ``abs_weight``, ``channel`` (``""``/``"q"``/``"k"``/``"v"``).
     ``Unit``: :data:`UNIT_PROPS`; uids ``{model}/A{l}.{h}`` (heads), ``{model}/M{l}`` (MLPs),
     ``{model}/{dictionary}/F{l}:{i}`` (features) — independent of position, shared across graphs. Other kinds have
     no unit. ``Graph``: :data:`GRAPH_PROPS`; ``meta`` holds the whole metadata as JSON (the source of truth on read).
     ``Circuit``: :data:`CIRCUIT_PROPS`; ``params``/``scores``/``edges`` are JSON strings.
 
-Columnar helpers (embedded store, ``COPY FROM`` frames): :func:`node_rows`, :func:`edge_rows` /
-:func:`edge_table` (pandas / Arrow; ``from``, ``to``, weight, abs_weight, channel), :func:`unit_frame`,
-:func:`instance_rows`, :func:`graph_from_columns`.
+Columnar helpers (embedded store, ``COPY FROM`` frames; built column-wise with numpy/Arrow, no per-edge Python
+objects): :func:`node_table`, :func:`edge_table` (``from``, ``to``, weight, abs_weight, channel), :func:`unit_frame`
+/ :func:`unit_table`, :func:`instance_rows`; pandas forms :func:`node_rows`, :func:`edge_rows`.
 Row-dict helpers (Neo4j ``UNWIND $rows``): :func:`node_rows_by_kind`, :func:`unit_rows`,
-:func:`instance_row_dicts` (``{s, t}``), :func:`edge_row_batches` (``{s, t, w, a, c}``), :func:`graph_from_rows`.
-Shared: :func:`check_graph_id`, :func:`graph_props`, :func:`meta_from_props`, :func:`node_filters`,
-:func:`circuit_props`, :func:`circuit_record`, :func:`plain_params`, :func:`plain_value`,
-:data:`LIST_GRAPHS_COLUMNS`, :data:`LIST_CIRCUITS_COLUMNS`.
+:func:`instance_row_dicts` (``{s, t}``), :func:`edge_row_batches` (``{s, t, w, a, c}``).
+Shared: :func:`check_graph_id`, :func:`check_graph_ids`, :func:`graph_props`, :func:`circuit_props`,
+:func:`circuit_rows`, :func:`plain_value`.
 
-Note: uids join ``graph_id`` and ``key`` with ``/``, so graph ``a`` key ``b/c`` and graph ``a/b`` key ``c`` collide;
+Note: uids join ``sid`` and ``key`` with ``/``, so a key containing ``/`` could collide with another id's uid;
 the embedded store then fails the write (duplicate primary key) and keeps the old state.
-
-Read semantics of a subgraph (both stores): with no filter at all the whole graph (isolated nodes included);
-otherwise only the nodes the kept edges touch. Its metadata is the parent's.
 """
 
 from __future__ import annotations
@@ -35,14 +32,18 @@ import datetime as _dt
 import json
 import math
 import uuid
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
 
-from circuitdb.errors import ConfigError, StoreError
-from circuitdb.graph import CHANNELS, FLOAT_COLUMNS, INT_COLUMNS, NODE_COLUMNS, AttributionGraph, encode_channels
+from circuitdb.errors import ConfigError
+from circuitdb.graph import CHANNELS, FLOAT_COLUMNS, INT_COLUMNS, NODE_COLUMNS, AttributionGraph
 from circuitdb.plain import plain_value  # noqa: F401 - the one sanitiser (re-exported for the stores)
+from circuitdb.store.readback import (  # noqa: F401 - the read side, re-exported (rows.X keeps working)
+    LIST_CIRCUITS_COLUMNS, LIST_GRAPHS_COLUMNS, check_weight_floor, circuit_edges_from_json, circuit_record,
+    graph_from_columns, graph_from_rows, meta_from_props, node_filters, plain_params,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
@@ -55,8 +56,6 @@ GRAPH_PROPS = (
     "n_nodes", "n_edges", "created_at", "schema_version", "circuitdb_version", "step",
 )
 CIRCUIT_PROPS = ("uid", "name", "graph_id", "method", "params", "scores", "n_nodes", "n_edges", "edges", "created_at")
-LIST_GRAPHS_COLUMNS = ("id", "model", "granularity", "method", "metric", "prompt", "n_nodes", "n_edges", "created_at")
-LIST_CIRCUITS_COLUMNS = ("uid", "name", "graph_id", "method", "params", "scores", "n_nodes")
 UID_SEP = "/"
 
 
@@ -78,27 +77,44 @@ def circuit_uid(graph_id: str, name: str) -> str:
     return f"{graph_id}{UID_SEP}circuit{UID_SEP}{name}"
 
 
+def check_graph_ids(graphs: Sequence[AttributionGraph], graph_ids: Sequence[str | None]) -> list[str]:
+    """The ids a ``write_graphs`` call writes (``None`` → the graph's own id), each checked, each once per call."""
+    if len(graph_ids) != len(graphs):
+        raise ConfigError(f"write_graphs: {len(graphs)} graphs but {len(graph_ids)} graph ids")
+    gids = [check_graph_id(g.id if i is None else i) for g, i in zip(graphs, graph_ids)]
+    seen: set[str] = set()
+    dup = sorted({g for g in gids if g in seen or seen.add(g)})  # type: ignore[func-returns-value]
+    if dup:
+        raise ConfigError(f"write_graphs got graph id(s) {dup} more than once; each id once per call")
+    return gids
+
+
 def node_uids(graph: AttributionGraph, graph_id: str) -> np.ndarray:
     """Object array of node uids, in node row order."""
-    prefix = graph_id + UID_SEP
-    return np.array([prefix + k for k in graph.keys.tolist()], dtype=object)
+    return (graph_id + UID_SEP) + np.asarray(graph.keys, dtype=object) if graph.n_nodes else np.zeros(0, dtype=object)
+
+
+def _ints(values: pd.Series) -> np.ndarray:
+    return values.to_numpy(dtype=np.int64).astype(str).astype(object)
 
 
 def unit_uids(graph: AttributionGraph, model: str | None = None) -> np.ndarray:
-    """Object array, one per node: the unit uid of heads / MLPs / features, ``""`` for other kinds."""
+    """Object array, one per node: the unit uid of heads / MLPs / features, ``""`` for other kinds (built per kind
+    with array string concatenation, no per-node Python loop)."""
     model = model_identity(graph.meta) if model is None else str(model)
     nd = graph.nodes
     out = np.full(graph.n_nodes, "", dtype=object)
-    for i, (kind, layer, head, feat, dic) in enumerate(zip(
-        nd["kind"].tolist(), nd["layer"].tolist(), nd["head"].tolist(), nd["feature"].tolist(),
-        nd["dictionary"].tolist(),
-    )):
-        if kind == "head":
-            out[i] = f"{model}/A{layer}.{head}"
-        elif kind == "mlp":
-            out[i] = f"{model}/M{layer}"
-        elif kind == "feature":
-            out[i] = f"{model}/{dic}/F{layer}:{feat}"
+    kind = nd["kind"].to_numpy(dtype=object)
+    layer = _ints(nd["layer"])
+    for k, make in (
+        ("head", lambda m: model + "/A" + layer[m] + "." + _ints(nd["head"])[m]),
+        ("mlp", lambda m: model + "/M" + layer[m]),
+        ("feature", lambda m: (model + "/") + nd["dictionary"].to_numpy(dtype=object)[m] + "/F" + layer[m] + ":"
+         + _ints(nd["feature"])[m]),
+    ):
+        m = kind == k
+        if m.any():
+            out[m] = make(m)
     return out
 
 
@@ -127,9 +143,13 @@ def caption(key: str, label: str, kind: str = "feature") -> str:
 
 
 def node_names(graph: AttributionGraph) -> np.ndarray:
-    """:func:`caption` of every node, in node order."""
-    return np.array([caption(k, lab, kind) for k, lab, kind in zip(graph.keys.tolist(), graph.nodes["label"].tolist(),
-                                                                     graph.nodes["kind"].tolist())], dtype=object)
+    """:func:`caption` of every node, in node order (the key itself where a node has no label)."""
+    names = np.asarray(graph.keys, dtype=object).copy()
+    labels = graph.nodes["label"].to_numpy(dtype=object)
+    has = np.flatnonzero(labels != "")
+    kinds = graph.nodes["kind"].to_numpy(dtype=object)
+    names[has] = [caption(names[i], labels[i], kinds[i]) for i in has.tolist()]
+    return names
 
 
 def _nullable(col: str, values: np.ndarray, kinds: np.ndarray) -> "pa.Array":
@@ -242,36 +262,6 @@ def instance_rows(graph: AttributionGraph, graph_id: str, uids: np.ndarray | Non
     return pd.DataFrame({"from": uids[has], "to": units[has]})
 
 
-def graph_from_columns(meta: dict[str, Any], nodes: pd.DataFrame, src_idx: Any, dst_idx: Any, weight: Any,
-                       channel: Any, *, keep_isolated: bool = True) -> AttributionGraph:
-    """Rebuild a graph: ``nodes`` has ``idx`` + node columns (any order, NULL → NaN); edge ends are ``idx`` values.
-
-    ``keep_isolated=False`` keeps only the nodes the edges touch (renumbered, in ``idx`` order).
-    """
-    if "idx" not in nodes.columns:
-        raise StoreError(f"stored nodes of graph {meta.get('id')!r} lack the idx property")
-    nodes = nodes.sort_values("idx", kind="stable").reset_index(drop=True)
-    idx = nodes["idx"].to_numpy(dtype=np.int64)
-    src = np.asarray(src_idx, dtype=np.int64)
-    dst = np.asarray(dst_idx, dtype=np.int64)
-    if len(idx) and not np.array_equal(idx, np.arange(len(idx))):  # gaps: map idx → row position
-        src, dst = np.searchsorted(idx, src), np.searchsorted(idx, dst)
-    if not keep_isolated:
-        keep = np.zeros(len(nodes), bool)
-        keep[src] = True
-        keep[dst] = True
-        new_pos = np.cumsum(keep) - 1
-        nodes = nodes[keep].reset_index(drop=True)
-        src, dst = new_pos[src], new_pos[dst]
-    cols = [c for c in NODE_COLUMNS if c in nodes.columns]
-    frame = nodes[cols].copy()
-    for c in FLOAT_COLUMNS:  # NULL → NaN (an all-NULL column may come back as object)
-        if c in frame.columns:
-            frame[c] = pd.to_numeric(frame[c], errors="coerce").astype(np.float64)
-    return AttributionGraph(frame, src, dst, np.asarray(weight, dtype=np.float64), encode_channels(channel),
-                            dict(meta))
-
-
 # ---------------------------------------------------------------------------------------------------- row dicts
 def _clean(v: Any) -> Any:
     return None if isinstance(v, float) and math.isnan(v) else v
@@ -311,24 +301,6 @@ def edge_row_batches(graph: AttributionGraph, batch_size: int, graph_id: str | N
             uids[graph.src[sl]].tolist(), uids[graph.dst[sl]].tolist(), w.tolist(), chans[graph.channel[sl]].tolist())]
 
 
-def graph_from_rows(props: dict[str, Any], nodes: Iterable[dict[str, Any]] | pd.DataFrame, edges: Any,
-                    *, keep_isolated: bool = True) -> AttributionGraph:
-    """Rebuild a graph from the Graph node's properties, node property maps and edge rows
-    ``[source idx, target idx, weight, channel]`` (or a frame with those columns)."""
-    meta = meta_from_props(props)
-    nd = nodes if isinstance(nodes, pd.DataFrame) else pd.DataFrame(list(nodes))
-    if nd.empty:
-        nd = pd.DataFrame({c: [] for c in ("idx",) + NODE_COLUMNS})
-    ed = edges if isinstance(edges, pd.DataFrame) else pd.DataFrame(
-        list(edges), columns=["source", "target", "weight", "channel"])
-    if ed.empty:
-        ed = pd.DataFrame({"source": np.zeros(0, np.int64), "target": np.zeros(0, np.int64),
-                           "weight": np.zeros(0), "channel": np.zeros(0, np.int8)})
-    return graph_from_columns(meta, nd, ed["source"].to_numpy(), ed["target"].to_numpy(), ed["weight"].to_numpy(),
-                              ed["channel"].fillna("") if ed["channel"].dtype == object else ed["channel"],
-                              keep_isolated=keep_isolated)
-
-
 # ---------------------------------------------------------------------------------------------------- graph node
 def _text(v: Any) -> str | None:
     if v is None or v == "":
@@ -365,39 +337,6 @@ def checkpoint_step(meta: dict[str, Any]) -> int | None:
     return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
-def meta_from_props(props: dict[str, Any]) -> dict[str, Any]:
-    try:
-        return json.loads(props["meta"])
-    except (KeyError, TypeError, json.JSONDecodeError) as e:
-        raise StoreError(f"graph {props.get('id')!r} has unreadable metadata: {e}") from e
-
-
-def check_weight_floor(value: Any) -> float:
-    """A ``min_abs_weight`` / ``min_weight`` value: a finite number ≥ 0 or a ConfigError naming it."""
-    try:
-        w = float(value)
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"min_abs_weight must be a number, got {value!r}") from e
-    if isinstance(value, bool) or math.isnan(w) or math.isinf(w):
-        raise ConfigError(f"min_abs_weight must be a finite number, got {value!r}")
-    return w
-
-
-def node_filters(kinds: Iterable[str] | None, layers: Iterable[int] | None, positions: Iterable[int] | None
-                 ) -> tuple[list[str] | None, list[int] | None, list[int] | None]:
-    """Normalise read_subgraph filters: sorted distinct lists, or None for "no filter"."""
-    def norm(values: Any, cast: type, what: str) -> list[Any] | None:
-        if values is None:
-            return None
-        if isinstance(values, (str, int, np.integer)):
-            values = [values]
-        try:
-            return sorted({cast(v) for v in values})
-        except (TypeError, ValueError) as e:
-            raise ConfigError(f"bad {what} filter {values!r}: {e}") from e
-    return norm(kinds, str, "kinds"), norm(layers, int, "layers"), norm(positions, int, "positions")
-
-
 # ---------------------------------------------------------------------------------------------------- circuits
 def _json(v: Any) -> str:
     return json.dumps(plain_value(v), sort_keys=True, default=str)
@@ -410,13 +349,6 @@ def circuit_edges_json(edges: pd.DataFrame | None) -> str:
     return json.dumps({"columns": [str(c) for c in edges.columns],
                        "data": {str(c): [plain_value(v) for v in edges[c].tolist()] for c in edges.columns}},
                       default=str)
-
-
-def circuit_edges_from_json(text: str | None) -> pd.DataFrame | None:
-    if not text:
-        return None
-    d = json.loads(text)
-    return pd.DataFrame({c: d["data"][c] for c in d["columns"]}, columns=d["columns"])
 
 
 def circuit_props(name: str, graph_id: str, *, method: str, params: dict[str, Any], scores: dict[str, Any],
@@ -441,22 +373,31 @@ def circuit_rows(name: str, graph_id: str, node_keys: Iterable[str], *, method: 
     return props, keys, [node_uid(graph_id, k) for k in keys]
 
 
-def circuit_record(props: dict[str, Any], node_keys: Iterable[str]) -> dict[str, Any]:
-    """A saved circuit as ``read_circuit_record`` returns it (params/scores decoded, edges as a DataFrame or None)."""
-    def load(v: Any) -> Any:
-        return json.loads(v) if isinstance(v, str) and v else {}
-    keys = [str(k) for k in node_keys]
-    return {
-        "uid": props.get("uid"), "name": props.get("name"), "graph_id": props.get("graph_id"),
-        "method": props.get("method"), "params": load(props.get("params")), "scores": load(props.get("scores")),
-        "node_keys": keys, "n_nodes": len(keys), "edges": circuit_edges_from_json(props.get("edges")),
-        "created_at": props.get("created_at"),
-    }
+#: separates an edge's channel from its target key in ``INCLUDES.edges`` (channels are "", q, k, v: never ":")
+CIRCUIT_EDGE_SEP = ":"
 
 
-# ---------------------------------------------------------------------------------------------------- values
-def plain_params(params: dict[str, Any]) -> dict[str, Any]:
-    """Query parameters with numpy values turned into plain Python (drivers reject numpy scalars)."""
-    if not isinstance(params, dict):
-        raise ConfigError(f"query parameters must be a dict, got {type(params).__name__}")
-    return {str(k): plain_value(v) for k, v in params.items()}
+def circuit_edge_lists(name: str, keys: list[str], edges: pd.DataFrame | None) -> list[list[str]]:
+    """A circuit's edge membership, per node key of ``keys``: the circuit's edges out of that node as
+    ``"<channel>:<target key>"``. Both stores store it as the ``edges`` property of the ``INCLUDES`` link to the node,
+    so a query follows a circuit's edges with
+    ``(c)-[i:INCLUDES]->(a)-[e:ATTRIBUTES]->(b) WHERE (e.channel + ':' + b.key) IN i.edges``
+    (queries/circuit_edges.cypher). ``edges``: columns source/target (or src/dst) and an optional channel."""
+    out: dict[str, list[str]] = {k: [] for k in keys}
+    if edges is None or not len(edges):
+        return list(out.values())
+    s_col = "source" if "source" in edges.columns else "src"
+    t_col = "target" if "target" in edges.columns else "dst"
+    if s_col not in edges.columns or t_col not in edges.columns:
+        raise ConfigError(f"circuit {name!r}: its edge table needs source and target columns; got "
+                          f"{[str(c) for c in edges.columns]}")
+    chans = edges["channel"].tolist() if "channel" in edges.columns else [""] * len(edges)
+    for src, dst, ch in zip(edges[s_col].astype(str), edges[t_col].astype(str), chans):
+        ch = "" if ch is None or (isinstance(ch, float) and np.isnan(ch)) else str(ch)
+        if ch not in CHANNELS:
+            raise ConfigError(f"circuit {name!r}: edge {src} -> {dst} has channel {ch!r}; valid: {list(CHANNELS)}")
+        if src not in out or dst not in out:
+            raise ConfigError(f"circuit {name!r}: edge {src} -> {dst} joins node(s) "
+                              f"{[k for k in (src, dst) if k not in out]} that are not among the circuit's nodes")
+        out[src].append(ch + CIRCUIT_EDGE_SEP + dst)
+    return list(out.values())

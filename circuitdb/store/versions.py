@@ -24,13 +24,14 @@ import json
 import logging
 import os
 import signal
+import threading
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 import pandas as pd
 
-from circuitdb.errors import ConfigError, StoreError
+from circuitdb.errors import CircuitDBError, ConfigError, StoreError
 from circuitdb.store import cypher as cy
 from circuitdb.store import rows as rw
 
@@ -54,20 +55,41 @@ def phase(name: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------- journal
-def _write_journal(path: Path, sids: list[str]) -> Path:
-    d = path / PENDING_DIR
-    d.mkdir(exist_ok=True)
-    f = d / f"{uuid.uuid4().hex}.json"
-    with open(f, "w", encoding="utf-8") as fh:
-        json.dump(sids, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    fd = os.open(d, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    return f
+class _Journal:
+    """``PATH/pending/<uuid>.json`` naming the sids of one write, written and fsynced (file and directory) on a
+    thread while the rows are copied; :meth:`wait` before ``COMMIT`` makes it durable first (a disk error there is
+    raised, and the write rolls back)."""
+
+    def __init__(self, path: Path, sids: list[str]) -> None:
+        self.dir = path / PENDING_DIR
+        self.file = self.dir / f"{uuid.uuid4().hex}.json"
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._write, args=(sids,), name="circuitdb-journal", daemon=True)
+        self._thread.start()
+
+    def _write(self, sids: list[str]) -> None:
+        try:
+            self.dir.mkdir(exist_ok=True)
+            with open(self.file, "w", encoding="utf-8") as fh:
+                json.dump(sids, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            fd = os.open(self.dir, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except BaseException as e:  # noqa: BLE001 - handed to wait()
+            self._error = e
+
+    def wait(self) -> None:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def remove(self) -> None:
+        self._thread.join()
+        self.file.unlink(missing_ok=True)
 
 
 def _journal(path: Path) -> tuple[list[Path], set[str]]:
@@ -94,6 +116,8 @@ def check_schema(store: "EmbeddedStore") -> None:
             store._exec(stmt)
         if "step" not in store._df(cy.LB_GRAPH_COLUMNS)["name"].tolist():  # stores from before Graph.step
             store._exec(cy.LB_ADD_GRAPH_STEP)
+        if "edges" not in store._df(cy.LB_INCLUDES_COLUMNS)["name"].tolist():  # before circuit edge memberships
+            store._exec(cy.LB_ADD_INCLUDES_EDGES)
 
 
 # ---------------------------------------------------------------------------------------------------- counts
@@ -168,7 +192,7 @@ def _relink_circuits(store: "EmbeddedStore", graph_id: str, graph: "AttributionG
     (ConfigError naming them) when a circuit's node is not in the new graph."""
     rows = store._df(cy.CIRCUIT_KEYS_OF_GRAPH, {"graph_id": graph_id})
     if not len(rows):
-        return pd.DataFrame({"from": [], "to": []})
+        return pd.DataFrame({"from": [], "to": [], "edges": []})
     keys = set(graph.keys.tolist())
     lost = rows[~rows["key"].isin(keys)]
     if len(lost):
@@ -177,7 +201,8 @@ def _relink_circuits(store: "EmbeddedStore", graph_id: str, graph: "AttributionG
             f"rewriting graph {graph_id!r} would break its saved circuit(s) {names}: node(s) "
             f"{sorted(set(lost['key']))[:5]} are not in the new graph; delete those circuits first "
             "(store.delete_graph / re-save them) or keep those nodes")
-    return pd.DataFrame({"from": rows["uid"].tolist(), "to": [rw.node_uid(sid, k) for k in rows["key"].tolist()]})
+    return pd.DataFrame({"from": rows["uid"].tolist(), "to": [rw.node_uid(sid, k) for k in rows["key"].tolist()],
+                         "edges": [list(e) if isinstance(e, (list, tuple)) else [] for e in rows["edges"]]})
 
 
 def _graph_table(props: list[dict[str, Any]]) -> Any:
@@ -188,21 +213,17 @@ def _graph_table(props: list[dict[str, Any]]) -> Any:
     return pa.table({c: pa.array([p[c] for p in props], type=types[c]) for c in rw.GRAPH_PROPS})
 
 
-def write_versions(store: "EmbeddedStore", graphs: "list[AttributionGraph]", ids: list[str | None]) -> list[str]:
-    """Write each graph as a new version (COPY-only transaction), flip them current, collect the superseded ones."""
+def write_versions(store: "EmbeddedStore", graphs: "list[AttributionGraph]", gids: list[str]) -> list[str]:
+    """Write each graph as a new version under its (checked, distinct) id ``gids[i]``: one COPY-only transaction,
+    the flip, then the deletion of the superseded versions of those ids (module doc)."""
     import pyarrow as pa
 
-    if store.read_only:
-        raise StoreError(f"the embedded store {str(store.path)!r} is open read-only")
-    gids = [rw.check_graph_id(g.id if i is None else i) for g, i in zip(graphs, ids)]
-    dup = sorted({g for g in gids if gids.count(g) > 1})
-    if dup:
-        raise ConfigError(f"write_graphs got graph id(s) {dup} more than once; each id once per call")
-    if not graphs:
-        return []
+    old = store._df(cy.LB_OLD_VERSIONS, {"ids": gids})  # the ids' existing versions: superseded by this write
+    rewritten = set(old["id"])
     top = store._df(cy.LB_MAX_SEQ).iat[0, 0]
     seq0 = (0 if pd.isna(top) else int(top)) + 1
     nodes, edges, inst, units, props, includes, sids = [], [], [], [], [], [], []
+    seen_units: set[str] = set()
     for i, (gid, g) in enumerate(zip(gids, graphs)):
         sid = rw.new_sid(gid)
         uids = rw.node_uids(g, sid)
@@ -211,13 +232,18 @@ def write_versions(store: "EmbeddedStore", graphs: "list[AttributionGraph]", ids
         nodes.append(rw.node_table(g, gid, uids, sid=sid))
         edges.append(rw.edge_table(g, gid, uids))
         inst.append(rw.instance_rows(g, gid, uids, unit_ids))
-        units.append(rw.unit_frame(g, unit_ids))
+        fresh = set(unit_ids.tolist()) - seen_units  # graphs of one model share their units: build their rows once
+        if fresh or not units:
+            units.append(rw.unit_frame(g, unit_ids))
+            seen_units |= fresh
         props.append(rw.graph_props(g, gid, sid=sid, current=False, seq=seq0 + i))
-        includes.append(_relink_circuits(store, gid, g, sid))
+        if gid in rewritten:  # only an id that has a version can have saved circuits
+            includes.append(_relink_circuits(store, gid, g, sid))
     unit_df = pd.concat(units, ignore_index=True).drop_duplicates("uid")
     missing = store._missing(cy.EXISTING_UNITS, unit_df["uid"].tolist())
     phase("journal")
-    journal = _write_journal(store.path, sids)
+    journal = _Journal(store.path, sids)
+    copied = False
     try:
         with store._transaction(commit_phase="commit"):
             for name, query, frame in (
@@ -225,14 +251,21 @@ def write_versions(store: "EmbeddedStore", graphs: "list[AttributionGraph]", ids
                 ("copy-nodes", cy.LB_COPY_NODES, pa.concat_tables(nodes)),
                 ("copy-instances", cy.LB_COPY_INSTANCE_OF, pd.concat(inst, ignore_index=True)),
                 ("copy-edges", cy.LB_COPY_EDGES, pa.concat_tables(edges)),
-                ("copy-includes", cy.LB_COPY_INCLUDES, pd.concat(includes, ignore_index=True)),
+                ("copy-includes", cy.LB_COPY_INCLUDES, pd.concat(includes, ignore_index=True) if includes else ()),
                 ("copy-graphs", cy.LB_COPY_GRAPHS, _graph_table(props)),
             ):
                 phase(name)
                 store._copy(query, frame)
-    except BaseException:
-        journal.unlink(missing_ok=True)  # rolled back: nothing of these versions is stored
-        raise
+            journal.wait()  # durable before COMMIT can make the versions durable
+            copied = True
+    except BaseException as e:
+        if not copied:  # rolled back: nothing of these versions is stored
+            journal.remove()
+        # else COMMIT itself failed (a full disk fails its checkpoint: "committed successfully, but the post-commit
+        # checkpoint failed"): whatever it kept is not current, and the journal names it for the next open. No
+        # write is tried now: after a failed checkpoint on a full disk, one more write made Ladybug 0.22 abort the
+        # process when the database closed (std::terminate in the close), while closing without one was clean.
+        raise _write_error(store, gids, e, "before the new version was complete") from e
     finally:
         store._forget_copies()
     phase("committed")
@@ -240,17 +273,61 @@ def write_versions(store: "EmbeddedStore", graphs: "list[AttributionGraph]", ids
     try:
         with store._transaction():
             store._exec(cy.LB_FLIP, {"rows": [{"id": g, "sid": s} for g, s in zip(gids, sids)]})
-    except Exception:
-        try:  # the new versions are complete but not current: nobody reads them, collect them now
-            collect(store, extra=set(sids))
-            journal.unlink(missing_ok=True)
-        except Exception:  # pragma: no cover - the next open collects them
-            log.exception("could not collect the unflipped versions %s", sids)
-        raise
+    except BaseException as e:
+        if not _disk_full(e):  # complete but not current: nobody reads them (on a full disk: the next open)
+            _collect_quietly(store, sids)
+        raise _write_error(store, gids, e, "when it was to become current") from e
     phase("flipped")
-    collect(store)
-    journal.unlink(missing_ok=True)
+    try:
+        _delete_versions(store, sorted(old["sid"]))
+        journal.remove()
+    except Exception:  # the new versions are current; the old ones are collected on the next open
+        log.warning("graph(s) %s written; deleting the superseded version(s) failed, the next open collects them",
+                    gids, exc_info=True)
     phase("done")
     for gid, g in zip(gids, graphs):
         log.info("wrote graph %r: %d nodes, %d edges", gid, g.n_nodes, g.n_edges)
     return gids
+
+
+def _delete_versions(store: "EmbeddedStore", sids: list[str]) -> None:
+    if not sids:
+        return
+    phase("collect")
+    with store._transaction():
+        for sid in sids:
+            delete_version_in_tx(store, sid)
+    log.info("collected %d superseded graph version(s)", len(sids))
+
+
+def _collect_quietly(store: "EmbeddedStore", sids: list[str]) -> None:
+    try:
+        collect(store, extra=set(sids))
+    except Exception:  # pragma: no cover - the journal stays; the next open collects them
+        log.warning("could not collect the unfinished versions %s now; the next open does", sids, exc_info=True)
+
+
+def _write_error(store: "EmbeddedStore", gids: list[str], e: BaseException, when: str) -> BaseException:
+    """A StoreError naming the graph(s) for an engine or disk failure; other errors (ours, KeyboardInterrupt) as
+    they are. The engine's "Transaction committed successfully, but the post-commit checkpoint failed" is not
+    repeated: nothing of the write became current, whatever the engine kept is collected on the next open."""
+    if isinstance(e, (CircuitDBError, KeyboardInterrupt, SystemExit)) or not isinstance(e, (RuntimeError, OSError)):
+        return e
+    what = f"graph {gids[0]!r}" if len(gids) == 1 else f"{len(gids)} graphs ({', '.join(map(repr, gids[:3]))}…)"
+    text = str(e)
+    if "committed successfully" in text and ": " in text:  # the cause is what failed the checkpoint
+        text = text.split("recovered on restart: ", 1)[-1]
+    cause = "the disk is full" if _disk_full(e) else "the database engine failed"
+    return StoreError(
+        f"writing {what} to the embedded store {str(store.path)!r} failed {when}: {cause} ({text}). Nothing of "
+        "this write is visible: the stored version, if any, is unchanged and current; what the write left is "
+        "collected the next time the store is opened" + (" with space free" if _disk_full(e) else ""))
+
+
+def _disk_full(e: BaseException) -> bool:
+    import errno
+
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        return True
+    text = str(e).lower()
+    return any(t in text for t in ("no space", "file too large", "disk full", "quota"))

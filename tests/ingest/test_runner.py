@@ -42,7 +42,8 @@ def test_graph_equals_a_direct_attribute_call(tmp_path: Path) -> None:
                                  head_stats=False)
     with open_store(f"embedded:{tmp_path}/st") as st:
         stored = st.read_graph(s.graph_ids[1])
-    assert stored.diff(direct, meta=False, atol=1e-12) == []
+    # the job computes its one-prompt graphs in batched passes (float32: equal to rounding, ~4e-7 relative)
+    assert stored.diff(direct, meta=False, atol=1e-4) == []
 
 
 def test_shards_union_equals_the_unsharded_run(tmp_path: Path) -> None:
@@ -97,18 +98,19 @@ def test_a_failing_store_stops_with_a_resumable_state(tmp_path: Path) -> None:
     assert s.skipped == n_before and s.written == 10 - n_before
 
 
-def test_a_failing_prompt_stops_the_job_and_keeps_what_was_computed(tmp_path: Path, monkeypatch) -> None:
+@pytest.mark.parametrize("method", ["eap", "patching"])  # batched per-prompt passes, and one graph at a time
+def test_a_failing_prompt_stops_the_job_and_keeps_what_was_computed(tmp_path: Path, monkeypatch, method) -> None:
     from circuitdb.ingest import plan
 
-    spec = induction_job(n=6)
-    real = plan.SourceContext.compute
+    spec = induction_job(n=6, method=method)
+    real = plan.SourceContext._finish
 
-    def boom(self, j, gid):  # noqa: ANN001
+    def boom(self, j, g):  # noqa: ANN001
         if j == 3:
             raise RuntimeError("CUDA out of memory (simulated)")
-        return real(self, j, gid)
+        return real(self, j, g)
 
-    monkeypatch.setattr(plan.SourceContext, "compute", boom)
+    monkeypatch.setattr(plan.SourceContext, "_finish", boom)
     with pytest.raises(circuitdb.AttributionError, match=r"computing graph .* group 3\): CUDA out of memory"):
         run_job(spec, store=f"embedded:{tmp_path}/st")
     with open_store(f"embedded:{tmp_path}/st") as st:

@@ -1,18 +1,20 @@
-"""Every queries/*.cypher on the embedded store against a Python ground truth, on graphs of thousands of edges."""
+"""Every queries/*.cypher against a Python ground truth, on graphs of thousands of edges, on BOTH stores (the embedded
+store and the live Neo4j server; tests/both_stores.py): each store giving the ground truth's rows is each giving the
+same rows. test_parity.py also compares the two stores' rows directly, query by query."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
+from both_stores import STORE_KINDS, cached_store
 from query_fixtures import all_paths, component_graph, edge_frame, random_dag, walks_by_depth
 
 from circuitdb.circuits.query import get_query, list_queries, query
 from circuitdb.errors import QueryError
-from circuitdb.store.base import open_store
 
 LIBRARY = {"top_edges", "upstream", "downstream", "paths_between", "induction_pairs", "ioi_circuit",
-           "recurring_units", "compare_graphs", "feature_paths"}
+           "recurring_units", "compare_graphs", "feature_paths", "circuit_edges"}
 
 
 def _feature_graph(seed=0):
@@ -27,9 +29,11 @@ def _feature_graph(seed=0):
     return AttributionGraph(nodes, g.src, g.dst, g.weight, g.channel, g.meta)
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    s = open_store(f"embedded:{tmp_path_factory.mktemp('qlib')}/db")
+GRAPHS: dict = {}
+
+
+def library_graphs() -> dict:
+    """The fixture graphs every library query runs on (both stores hold the same)."""
     graphs = {
         "big": component_graph(6, 12, seed=0, graph_id="big"),
         "big2": component_graph(6, 12, seed=1, graph_id="big2"),
@@ -37,11 +41,39 @@ def store(tmp_path_factory):
     }
     layers = graphs["big"].nodes["layer"].to_numpy()
     graphs["ioi"] = component_graph(6, 12, seed=2, graph_id="ioi", scale=(layers + 2.0) ** 2)
-    for g in graphs.values():
+    for step, scale in ((0, 0.01), (100, 0.5), (200, 1.0)):  # a checkpoint sweep (circuit_emergence)
+        g = component_graph(3, 4, seed=3, graph_id=f"sweep-{step:04d}")
+        g.meta["checkpoint"] = {"kind": "step", "value": step}
+        graphs[g.id] = type(g)(g.nodes, g.src, g.dst, g.weight * scale, g.channel, g.meta)
+    return graphs
+
+
+#: a saved circuit of "big": its 40 strongest edges, their nodes and one node without a circuit edge
+CIRCUIT = ("big", "top40", 40)
+
+
+def fill_library(s) -> None:
+    GRAPHS.update(library_graphs())
+    for g in GRAPHS.values():
         s.write_graph(g)
-    s.graphs = graphs
-    yield s
-    s.close()
+    gid, name, n = CIRCUIT
+    top = edge_frame(GRAPHS[gid]).sort_values("abs_weight", ascending=False, kind="stable").head(n)
+    keys = list(dict.fromkeys([*top.source, *top.target, "E"]))
+    s.save_circuit(name, gid, keys, method="topn", params={"n": n}, scores={},
+                   edges=top[["source", "target", "channel", "weight"]])
+
+
+@pytest.fixture(scope="module", params=STORE_KINDS)
+def store_kind(request) -> str:
+    return request.param
+
+
+@pytest.fixture()
+def store(store_kind, request, tmp_path_factory):
+    """The library graphs in one store of each kind (written once per kind; the queries only read)."""
+    s = cached_store(store_kind, request, "library", tmp_path_factory.mktemp("qlib"), fill_library)
+    s.graphs = GRAPHS
+    return s
 
 
 def test_library_is_complete_and_headers_parse():
@@ -217,6 +249,17 @@ def test_recurring_units(store):
     assert (query(store, "recurring_units", min_weight=2.5, kind="head", min_graphs=2)["n_graphs"] >= 2).all()
 
 
+def test_circuit_edges_follow_the_saved_membership(store):
+    gid, name, n = CIRCUIT
+    exp = edge_frame(store.graphs[gid]).sort_values(["abs_weight", "source", "target", "channel"],
+                                                    ascending=[False, True, True, True]).head(n)
+    df = query(store, "circuit_edges", graph_id=gid, name=name)
+    assert list(zip(df.source, df.target, df.channel)) == list(zip(exp.source, exp.target, exp.channel))
+    np.testing.assert_allclose(df["weight"], exp["weight"])
+    assert len(query(store, "circuit_edges", graph_id=gid, name=name, limit=7)) == 7
+    assert len(query(store, "circuit_edges", graph_id="big2", name=name)) == 0
+
+
 def test_parameter_checks(store):
     with pytest.raises(QueryError, match="needs parameter 'graph_id'"):
         query(store, "top_edges")
@@ -262,7 +305,7 @@ def test_query_files_and_typos(store, tmp_path):
     f.write_text("// mine: count a graph's nodes\n// @param graph_id: string   the graph\n"
                  "MATCH (n:Node {graph_id: $graph_id}) RETURN count(n) AS n\n")
     assert int(query(store, str(f), graph_id="big")["n"].iat[0]) == store.graphs["big"].n_nodes
-    with pytest.raises(QueryError, match="valid options: circuit_emergence, compare_graphs"):
+    with pytest.raises(QueryError, match="valid options: circuit_edges, circuit_emergence, compare_graphs"):
         query(store, "top-edges", graph_id="big")
     bad = tmp_path / "bad.cypher"
     bad.write_text("// bad: uses an undeclared parameter\nMATCH (n:Node {graph_id: $gid}) RETURN n\n")

@@ -13,7 +13,8 @@ from circuitdb.circuits.circuit import Circuit
 from circuitdb.cli import app
 from circuitdb.errors import ConfigError
 from circuitdb.intervene import (
-    Intervention, generate, logit_lens, logit_lens_metric, parse_key, record_check, run_with_interventions, steering_check,
+    Intervention, generate, logit_lens, logit_lens_metric, parse_key, patch_check, record_check, run_with_interventions,
+    steering_check,
 )
 from circuitdb.store.base import open_store
 from circuitdb.tasks.metrics import logit_diff
@@ -97,6 +98,61 @@ def test_steering_prediction_frozen_exact_real_gap_named(ioi, feature_graph) -> 
     assert c.scores["steering_checks"][-1]["key"] == res["key"]
 
 
+def test_feature_patch_sets_the_corrupted_activation(ioi) -> None:
+    """Patching F{l}:{i}@p adds (a_corrupted − a_clean) · W_dec[i] at the dictionary's output hook, only at p."""
+    model, ds = ioi
+    from circuitdb.dictionaries.load import load_dictionaries
+    from circuitdb.intervene import intervention_hooks
+
+    dicts = load_dictionaries(None, model, dtype=torch.float64)
+    d = dicts[-1]
+    grab = {}
+    put = lambda name: (lambda t, hook: grab.__setitem__(name, t.clone()))  # noqa: E731
+    with model.hooks(fwd_hooks=[(d.hook_in, put("in_clean")), (d.hook_out, put("clean"))]):
+        model(ds.clean[:2])
+    with model.hooks(fwd_hooks=[(d.hook_in, put("in_bad"))]):
+        model(ds.corrupted[:2])
+    pos = ds.seq_len - 1
+    a_clean, a_bad = (d.encode(grab[k])[:, pos].detach() for k in ("in_clean", "in_bad"))
+    f = int((a_bad - a_clean).abs().sum(0).argmax())  # the feature the corruption moves most at the last position
+    assert float((a_bad - a_clean)[:, f].abs().max()) > 1e-3
+    hooks = intervention_hooks(model, [Intervention(f"F2:{f}@{pos}", "patch")], dicts, ds.corrupted[:2])
+    with model.hooks(fwd_hooks=hooks + [(d.hook_out, put("patched"))]):
+        model(ds.clean[:2])
+    delta = grab["patched"] - grab["clean"]
+    want = (a_bad[:, f] - a_clean[:, f])[:, None] * d.W_dec[f]
+    assert torch.allclose(delta[:, pos], want, atol=1e-12)
+    assert delta[:, :pos].abs().max() == 0
+    with pytest.raises(ConfigError, match="needs corrupted tokens"):
+        run_with_interventions(model, ds.clean[:1], [Intervention(f"F2:{f}@{pos}", "patch")], dictionaries=dicts)
+
+
+def test_patch_check_frozen_exact_real_gap_named(ioi, feature_graph) -> None:
+    """A feature patched from the corrupted prompt: the graph predicts the change (frozen model: to 1e-6), the real
+    model's is reported with the gap named; the check is stored on the circuit."""
+    model, ds = ioi
+    feats = feature_graph.nodes[feature_graph.nodes.kind == "feature"].sort_values("influence", ascending=False)
+    moved = []
+    for key in feats.key[:40]:
+        res = patch_check(model, feature_graph, key, ds.corrupted[0])
+        if abs(res["factor"] - 1.0) > 0.05:
+            moved.append(res)
+        assert res["factor"] == pytest.approx(res["corrupted_activation"] / res["clean_activation"])
+        assert res["frozen_vs_graph"] < 1e-6
+        for v in res["logits"].values():
+            assert v["frozen"] == pytest.approx(v["direct"], abs=1e-6)
+            assert v["gap"] == pytest.approx(v["real"] - v["propagated"])
+        if len(moved) >= 3:
+            break
+    assert len(moved) >= 3  # the corruption (S2 → C) changes features downstream of S2
+    assert max(abs(v["real"]) for r in moved for v in r["logits"].values()) > 1e-3
+    assert "attention patterns" in moved[0]["gap_cause"] and moved[0]["op"] == "patch"
+    c = record_check(Circuit(feature_graph, feature_graph.id, "none"), moved[0])
+    assert c.scores["steering_checks"][-1]["corrupted_activation"] == moved[0]["corrupted_activation"]
+    with pytest.raises(ConfigError, match="equal lengths"):
+        patch_check(model, feature_graph, moved[0]["key"], ds.corrupted[0][:-1])
+
+
 def test_logit_lens_and_generation(ioi) -> None:
     model, ds = ioi
     ll = logit_lens(model, ds.clean[:2])
@@ -128,3 +184,12 @@ def test_steer_cli(ioi, feature_graph, tmp_path) -> None:
     with open_store(uri) as st:
         c = Circuit.load(st, "all", feature_graph.id)
     assert c.scores["steering_checks"][0]["key"] == key
+    ds = circuitdb.load_task("ioi", circuitdb.load_model("toy-ioi"), n=8, seed=0)
+    bad = " ".join(circuitdb.detokenize(circuitdb.load_model("toy-ioi"), ds.corrupted[0][1:]))
+    r = CliRunner().invoke(app, ["steer", "-m", "toy-ioi", "-g", feature_graph.id, "--corrupted", bad, "--patch", "A2.1",
+                                 "--check", f"{key}=patch", "--save-check", "all", "--store", uri])
+    assert r.exit_code == 0, r.output
+    assert "patching" in r.output and "from the corrupted prompt" in r.output
+    with open_store(uri) as st:
+        c = Circuit.load(st, "all", feature_graph.id)
+    assert [x.get("op") for x in c.scores["steering_checks"]] == ["scale", "patch"]

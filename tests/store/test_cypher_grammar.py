@@ -118,12 +118,14 @@ def emitted_statements(neo4j_server: dict[str, str]) -> list[dict[str, Any]]:
 
 
 def query_files() -> list[dict[str, Any]]:
-    """``queries/*.cypher``; a file whose header declares ``// @param name: ...`` must use no other ``$param``."""
+    """``queries/*.cypher`` and their Browser forms ``queries/browser/*.cypher``; a file whose header declares
+    ``// @param name: ...`` must use no other ``$param`` (a Browser form: none its named query lacks)."""
     out = []
-    for p in sorted((ROOT / "queries").glob("*.cypher")):
+    for p in sorted((ROOT / "queries").glob("*.cypher")) + sorted((ROOT / "queries" / "browser").glob("*.cypher")):
         text = p.read_text()
-        declared = re.findall(r"^\s*//\s*@param\s+(\w+)", text, re.M)
-        out.append({"name": f"queries/{p.name}", "query": text, "params": declared or None})
+        header = text if p.parent.name != "browser" else (ROOT / "queries" / p.name).read_text()
+        declared = re.findall(r"^\s*//\s*@param\s+(\w+)", header, re.M)
+        out.append({"name": str(p.relative_to(ROOT)), "query": text, "params": declared or None})
     return out
 
 

@@ -6,11 +6,10 @@ from __future__ import annotations
 import uuid
 
 import neo4j
-import pandas as pd
 import pytest
 from neo4j_double import NASTY_ID, live_driver, sample_graph
 
-from circuitdb.errors import ConfigError, GraphNotFoundError, QueryError, StoreError
+from circuitdb.errors import ConfigError, StoreError
 from circuitdb.store.neo4j import READ, WRITE, Neo4jStore
 
 ENV = ("CIRCUITDB_NEO4J_URI", "CIRCUITDB_NEO4J_USER", "CIRCUITDB_NEO4J_PASSWORD", "CIRCUITDB_NEO4J_DATABASE")
@@ -91,23 +90,6 @@ def test_unreachable_server_is_a_store_error() -> None:
 
 
 # ---------------------------------------------------------------------- live
-@pytest.mark.neo4j
-def test_empty_graph_and_errors(neo4j_server) -> None:
-    from circuitdb.graph import AttributionGraph
-
-    gid = f"circuitdb-test-{uuid.uuid4().hex[:10]}"
-    with Neo4jStore() as store:
-        empty = AttributionGraph(pd.DataFrame({"key": [], "kind": []}), [], [], [], meta={"id": gid})
-        store.write_graph(empty)
-        back = store.read_graph(gid)
-        assert (back.n_nodes, back.n_edges, back.id) == (0, 0, gid)
-        with pytest.raises(GraphNotFoundError, match=f"'{gid}-missing'.*'{gid}'"):
-            store.read_graph(gid + "-missing")
-        with pytest.raises(QueryError, match="Invalid input"):
-            store.run("MATCH (n RETURN n")
-        assert store.delete_graph(gid) is True
-
-
 @pytest.mark.neo4j
 def test_same_answers_as_embedded_store(tmp_path, neo4j_server) -> None:
     pytest.importorskip("ladybug")

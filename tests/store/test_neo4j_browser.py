@@ -14,6 +14,7 @@ import pytest
 from browser import CHROMIUM, FLAGS, require_chromium
 from neo4j_double import sample_graph
 
+from circuitdb.circuits.query import browser_form
 from circuitdb.cli.neo4j import style_text
 from circuitdb.store.cypher import NEO4J_KIND_LABELS
 from circuitdb.store.neo4j import Neo4jStore
@@ -96,6 +97,20 @@ def test_browser_draws_a_styled_graph(neo4j_server) -> None:
                     text: [...g.querySelectorAll('text')].map(t => t.textContent).join('')}))""")
                 weights = page.evaluate(
                     "() => [...document.querySelectorAll('svg g.relationship text')].map(t => t.textContent)")
+                # a named query's Browser form, pasted as shipped: paths_between's two best E@1 → L:5@1 paths
+                for k, v in {"source": "'E@1'", "target": "'L:5@1'", "max_hops": "3", "min_weight": "0.0",
+                             "rank_by": "'product'", "limit": "2"}.items():
+                    run(f":param {k} => {v}")
+                run(browser_form("paths_between"))
+                newest = "document.querySelector('[data-testid=frame]')"
+                for _ in range(60):
+                    if page.evaluate(f"() => {newest}.querySelectorAll('svg g.node').length") >= 4:
+                        break
+                    page.wait_for_timeout(500)
+                page.wait_for_timeout(1500)
+                drawn = page.evaluate(f"""() => ({{
+                    nodes: [...{newest}.querySelectorAll('svg g.node')].map(g => g.textContent),
+                    rels: [...{newest}.querySelectorAll('svg g.relationship text')].map(t => t.textContent)}})""")
                 if os.environ.get("CIRCUITDB_BROWSER_SHOT"):
                     page.screenshot(path=os.environ["CIRCUITDB_BROWSER_SHOT"])
                 browser.close()
@@ -110,6 +125,9 @@ def test_browser_draws_a_styled_graph(neo4j_server) -> None:
     captions = " ".join(n["text"] for n in nodes)
     assert "A1.0@1" in captions and "L:' France'@1" in captions  # the name property, not the Browser's default
     assert sorted(float(w) for w in weights) == sorted(round(float(x), 6) for x in g.weight)
+    # the form drew the 3-hop path E@1 → A0.1@1 → A1.0@1 → L:5@1 (|0.9 · 1.1 · 2.5|) and the direct edge (0.02)
+    assert sorted(t.strip() for t in drawn["nodes"]) == ["A0.1@1", "A1.0@1", "E@1 'cat'", "L:' France'@1"], drawn
+    assert sorted(float(w) for w in drawn["rels"]) == [-1.1, -0.02, 0.9, 2.5], drawn
 
 
 def guide_blocks() -> tuple[dict, list[str]]:
@@ -125,7 +143,7 @@ def guide_blocks() -> tuple[dict, list[str]]:
     for b in blocks:
         m = re.fullmatch(r":param (\w+) => (.+)", b)
         if m:
-            params[m.group(1)] = eval(m.group(2), {})  # noqa: S307 - literals of our own file
+            params[m.group(1)] = eval(m.group(2), {"true": True, "false": False, "null": None})  # noqa: S307
     return params, [b for b in blocks if not b.startswith(":")]
 
 
@@ -137,7 +155,8 @@ def test_every_guide_query_runs_and_finds_the_graph(neo4j_server) -> None:
         store.write_graph(sample_graph(gid))
         store.save_circuit("c", gid, ["A0.1@1", "A1.0@1", "L:5@1"], method="m", params={}, scores={})
         try:
-            rows = [store.run(q, {**params, "graph_id": gid, "min_weight": 0.0}) for q in queries]
+            keys = {"node": "L:5@1", "source": "E@1", "target": "L:5@1", "name": "c"}  # the guide: a component graph
+            rows = [store.run(q, {**params, "graph_id": gid, "min_weight": 0.0, **keys}) for q in queries]
         finally:
             store.delete_graph(gid)
     assert gid in rows[0]["id"].tolist()
