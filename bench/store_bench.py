@@ -9,8 +9,8 @@ Prints (goals from issues 2 and 8):
   transaction) over a raw ``COPY`` of the same edge DataFrame into an equivalent bare rel table (goal ≤ 1.25×);
 - ``read_subgraph``: ``read_subgraph(min_abs_weight=q99)`` returning ~1% of the edges (goal ≤ 0.5 s);
 - ``peak RSS``: the process's peak resident memory right after the first write, graph included (goal < 2 GB).
-Each timing is the best and the median of ``--repeat`` runs (the machine may be shared), ours and raw alternating on fresh stores;
-wall and CPU time (all threads of this process) are both shown: CPU time is the steadier figure on a busy machine.
+Each timing is the best and the median of ``--repeat`` runs (the machine may be shared), ours and the others
+alternating on fresh stores; wall and CPU time (all threads of this process) are both shown: CPU time is the steadier figure on a busy machine.
 Three raw baselines: the pandas edge DataFrame, the Arrow table we actually copy, and that table inside an explicit
 transaction (Ladybug's COPY costs less CPU there than in auto-commit mode, so this is the like-for-like baseline).
 """
