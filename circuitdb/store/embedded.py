@@ -334,7 +334,8 @@ class EmbeddedStore(GraphStore):
     # ------------------------------------------------------------------ circuits
     def save_circuit(self, name: str, graph_id: str, node_keys: list[str], *, method: str,
                      params: dict[str, Any], scores: dict[str, Any], edges: pd.DataFrame | None = None) -> str:
-        """Store a circuit (nodes linked by ``INCLUDES``; edges as JSON), replacing one of the same name+graph."""
+        """Store a circuit (nodes linked by ``INCLUDES``, each link listing the circuit's edges out of its node:
+        rows.circuit_edge_lists; the edge table also as JSON), replacing one of the same name+graph."""
         props, keys, _ = rw.circuit_rows(name, graph_id, node_keys, method=method, params=params, scores=scores,
                                          edges=edges)
         uid = props["uid"]
@@ -352,7 +353,8 @@ class EmbeddedStore(GraphStore):
                 with self._transaction():
                     self._exec(cy.LB_DELETE_CIRCUIT, {"uid": uid})
                     self._exec(cy.LB_CREATE_CIRCUIT, props)
-                    self._copy(cy.LB_COPY_INCLUDES, pd.DataFrame({"from": [uid] * len(uids), "to": uids}))
+                    self._copy(cy.LB_COPY_INCLUDES, pd.DataFrame({"from": [uid] * len(uids), "to": uids,
+                                                                  "edges": rw.circuit_edge_lists(name, keys, edges)}))
             finally:
                 self._forget_copies()
         return uid

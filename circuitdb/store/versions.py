@@ -116,6 +116,8 @@ def check_schema(store: "EmbeddedStore") -> None:
             store._exec(stmt)
         if "step" not in store._df(cy.LB_GRAPH_COLUMNS)["name"].tolist():  # stores from before Graph.step
             store._exec(cy.LB_ADD_GRAPH_STEP)
+        if "edges" not in store._df(cy.LB_INCLUDES_COLUMNS)["name"].tolist():  # before circuit edge memberships
+            store._exec(cy.LB_ADD_INCLUDES_EDGES)
 
 
 # ---------------------------------------------------------------------------------------------------- counts
@@ -190,7 +192,7 @@ def _relink_circuits(store: "EmbeddedStore", graph_id: str, graph: "AttributionG
     (ConfigError naming them) when a circuit's node is not in the new graph."""
     rows = store._df(cy.CIRCUIT_KEYS_OF_GRAPH, {"graph_id": graph_id})
     if not len(rows):
-        return pd.DataFrame({"from": [], "to": []})
+        return pd.DataFrame({"from": [], "to": [], "edges": []})
     keys = set(graph.keys.tolist())
     lost = rows[~rows["key"].isin(keys)]
     if len(lost):
@@ -199,7 +201,8 @@ def _relink_circuits(store: "EmbeddedStore", graph_id: str, graph: "AttributionG
             f"rewriting graph {graph_id!r} would break its saved circuit(s) {names}: node(s) "
             f"{sorted(set(lost['key']))[:5]} are not in the new graph; delete those circuits first "
             "(store.delete_graph / re-save them) or keep those nodes")
-    return pd.DataFrame({"from": rows["uid"].tolist(), "to": [rw.node_uid(sid, k) for k in rows["key"].tolist()]})
+    return pd.DataFrame({"from": rows["uid"].tolist(), "to": [rw.node_uid(sid, k) for k in rows["key"].tolist()],
+                         "edges": [list(e) if isinstance(e, (list, tuple)) else [] for e in rows["edges"]]})
 
 
 def _graph_table(props: list[dict[str, Any]]) -> Any:

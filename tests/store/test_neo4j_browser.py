@@ -155,7 +155,7 @@ def test_every_guide_query_runs_and_finds_the_graph(neo4j_server) -> None:
         store.write_graph(sample_graph(gid))
         store.save_circuit("c", gid, ["A0.1@1", "A1.0@1", "L:5@1"], method="m", params={}, scores={})
         try:
-            keys = {"node": "L:5@1", "source": "E@1", "target": "L:5@1"}  # the guide's are a component graph's
+            keys = {"node": "L:5@1", "source": "E@1", "target": "L:5@1", "name": "c"}  # the guide: a component graph
             rows = [store.run(q, {**params, "graph_id": gid, "min_weight": 0.0, **keys}) for q in queries]
         finally:
             store.delete_graph(gid)
