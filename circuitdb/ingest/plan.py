@@ -118,6 +118,14 @@ def _load_model(source: Source, spec: "JobSpec") -> Any:
         raise ConfigError(f"cannot load {source.ref!r} at checkpoint {source.checkpoint_value}: {e}") from e
 
 
+def batched(spec: "JobSpec") -> bool:
+    """Whether ``spec``'s graphs are one-prompt component graphs by EAP / EAP-IG, computed many per batched pass."""
+    from circuitdb.attribution.api import PER_PROMPT_METHODS
+
+    a = spec.attribution
+    return a.granularity == "component" and a.method in PER_PROMPT_METHODS and a.prompts_per_graph == 1
+
+
 @dataclass(frozen=True)
 class SourceContext:
     """One loaded model with everything a graph of it needs."""
@@ -187,10 +195,7 @@ class SourceContext:
     @property
     def batched(self) -> bool:
         """One-prompt component graphs by EAP / EAP-IG: many graphs per batched pass (:meth:`compute_many`)."""
-        from circuitdb.attribution.api import PER_PROMPT_METHODS
-
-        a = self.plan.spec.attribution
-        return a.granularity == "component" and a.method in PER_PROMPT_METHODS and a.prompts_per_graph == 1
+        return batched(self.plan.spec)
 
     def compute(self, j: int, graph_id: str) -> "AttributionGraph":
         spec = self.plan.spec

@@ -158,3 +158,14 @@ def test_feature_job_stores_pruned_graphs(tmp_path: Path) -> None:
         g = st.read_graph(s.graph_ids[0])
     assert g.meta["granularity"] == "feature" and len(g.meta["dictionary_ids"]) == 3
     assert g.meta["pruned"]["method"] == "influence" and g.n_edges <= g.meta["pruned"]["raw_edges"]
+
+
+def test_writer_thread_where_it_pays() -> None:
+    from circuitdb.ingest.examples import toy_ioi_feature_job
+    from circuitdb.ingest.runner import overlaps
+
+    assert not overlaps(induction_job())  # batched one-prompt EAP: inline writes (GIL contention, bench/README)
+    assert overlaps(induction_job(method="patching")) and overlaps(induction_job(prompts_per_graph=2))
+    assert overlaps(toy_ioi_feature_job(n=1))
+    on = induction_job().model_copy(update={"write": induction_job().write.model_copy(update={"overlap": True})})
+    assert overlaps(on)
