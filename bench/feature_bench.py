@@ -10,6 +10,8 @@ disturbs far less than wall time; wall time is printed too.
     python bench/feature_bench.py            # prints markdown tables
     python bench/feature_bench.py --sweep    # width sweep (equal active features) and heads on/off ratios
 
+``--gpt2``: a GPT-2-small-shaped random model side by side with circuit-tracer 0.5.0 (:mod:`feature_gpt2`).
+
 The sweep: ``random-4l`` with random ReLU transcoders of width 512 (bias -1, seed 0), widened to 2,048 … 65,536 by
 features that never fire (bias -1e6): the active features — and so the graph — are the same at every width, only the
 dictionary is wider. Default pruning (influence 0.8 / 0.98), 32 tokens, all active features visited.
@@ -161,6 +163,12 @@ def main() -> None:
     p.add_argument("--widths", default="512,2048,16384,65536")
     p.add_argument("--tokens", type=int, default=32)
     p.add_argument("--sweep-one", nargs=3, metavar=("WIDTH", "TOKENS", "HEADS"))
+    if "--gpt2" in sys.argv[1:]:  # GPT-2-shape side by side with circuit-tracer: its own options (feature_gpt2)
+        sys.path.insert(0, str(Path(__file__).parent))
+        import feature_gpt2
+
+        feature_gpt2.main([x for x in sys.argv[1:] if x != "--gpt2"])
+        return
     a = p.parse_args()
     if a.sweep_one:
         print(json.dumps(sweep_one(int(a.sweep_one[0]), int(a.sweep_one[1]), a.sweep_one[2] == "1")))

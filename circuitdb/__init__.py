@@ -21,6 +21,7 @@ _LAZY = {
     "load_task": "circuitdb.tasks",
     "PromptPairs": "circuitdb.tasks.base",
     "attribute": "circuitdb.attribution.api",
+    "attribute_prompts": "circuitdb.attribution.api",
     "attribute_features": "circuitdb.attribution.features",
     "query": "circuitdb.circuits.query",
     "Circuit": "circuitdb.circuits.circuit",
@@ -53,7 +54,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from circuitdb.attribution.api import attribute
+    from circuitdb.attribution.api import attribute, attribute_prompts
     from circuitdb.attribution.features import attribute_features
     from circuitdb.circuits.circuit import Circuit
     from circuitdb.circuits.query import query

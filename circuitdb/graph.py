@@ -13,6 +13,7 @@ Conventions (stated once):
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import hashlib
 import json
 from pathlib import Path
@@ -41,6 +42,7 @@ META_KEYS = (
 )
 
 
+@functools.lru_cache(maxsize=1)
 def _version() -> str:
     try:
         from importlib.metadata import version
@@ -109,8 +111,10 @@ class AttributionGraph:
         meta: dict | None = None,
         *,
         validate: bool = True,
+        normalized: bool = False,
     ) -> None:
-        self.nodes = normalize_nodes(nodes).reset_index(drop=True)
+        # normalized: ``nodes`` is already exactly normalize_nodes' output with a RangeIndex (taken as it is)
+        self.nodes = nodes if normalized else normalize_nodes(nodes).reset_index(drop=True)
         self.src = np.ascontiguousarray(src, dtype=np.int64).reshape(-1)
         self.dst = np.ascontiguousarray(dst, dtype=np.int64).reshape(-1)
         self.weight = np.ascontiguousarray(weight, dtype=np.float64).reshape(-1)

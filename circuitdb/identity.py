@@ -57,8 +57,9 @@ def tensor_fingerprint(t: Any, samples: int = FINGERPRINT_SAMPLES) -> str:
         flat = t.detach().reshape(-1)
         n = int(flat.numel())
         if n > samples:
-            idx = torch.linspace(0, n - 1, samples, device=flat.device).round().long()
-            flat = flat[idx]
+            # float64: in float32 the last index of a tensor above 2^24 elements rounds past its end
+            idx = torch.linspace(0, n - 1, samples, dtype=torch.float64).round().long().clamp(max=n - 1)
+            flat = flat[idx.to(flat.device)]
         vals = flat.to(torch.float32).cpu().contiguous().numpy().tobytes() if flat.is_floating_point() \
             else flat.cpu().long().numpy().tobytes()
     h = hashlib.blake2b(digest_size=16)

@@ -20,6 +20,14 @@ Conventions: node order, sources, receivers and ``scores[t, s]`` (row = receiver
   ``needs_clean`` (KL) get ``prepare(clean_logits, batch)`` per batch from one extra no-grad clean forward.
 - Memory per batch is O(batch · pos · (n_src + receivers per layer) · d_model) besides the model's activations; only
   the ``[n_rcv, n_src]`` (``[pos, …]``) score accumulator outlives a batch.
+- **Per-example scores** (``per_example=True``): ``scores[i]`` is example ``i``'s own score, from the same batched
+  passes — the contraction keeps the batch axis instead of summing it. This is exact, not an approximation: the
+  examples of a batch do not interact in the model (attention and normalisation act within one sequence), so the
+  gradient of ``Σ_j M_j`` with respect to example ``i``'s activations is ``∂M_i/∂act_i``. It needs a metric whose
+  value for an example depends on that example's logits only (every built-in metric); the first batch checks this
+  against the first example run alone (AttributionError otherwise). All prompts of a dataset have one length, so no
+  padding enters; ``answer_pos`` may differ per example. ``"mean"`` ablation uses the mean over ``mean_over`` (default
+  the whole ``dataset``), never over a batch, so per-example scores do not depend on the batching.
 """
 
 from __future__ import annotations
@@ -59,6 +67,7 @@ class EAPConfig:
     ablation: str = "patch"
     batch_size: int = 32
     per_position: bool = False
+    per_example: bool = False  # scores [n, *pos, n_rcv, n_src]: each example's own (see module doc)
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -76,12 +85,17 @@ class EAPConfig:
 
 @dataclass(frozen=True)
 class EAPResult:
-    """Dense edge scores (0 where no edge exists) and the dataset's mean metric on clean / baseline inputs."""
+    """Dense edge scores (0 where no edge exists) and the dataset's mean metric on clean / baseline inputs.
 
-    scores: Float[Tensor, "*pos n_rcv n_src"]
+    With ``per_example``: ``scores`` is ``[n, *pos, n_rcv, n_src]`` and ``clean_values`` / ``baseline_values`` hold
+    every example's metric (the means are still the dataset's)."""
+
+    scores: Float[Tensor, "*n *pos n_rcv n_src"]
     clean_metric: float
     baseline_metric: float | None  # metric of the corrupted run ("patch" only)
     n: int
+    clean_values: Float[Tensor, " n"] | None = None
+    baseline_values: Float[Tensor, " n"] | None = None
 
 
 def check_ablation(ablation: str) -> None:
@@ -202,8 +216,8 @@ def baseline_sources(
 def grad_pass(
     model: "HookedTransformer", comp: ComponentGraph, batch: "PromptPairs", metric: Callable, embed: Tensor,
     diff: Float[Tensor, "n_src batch pos d_model"], buf: Float[Tensor, "heads3 batch pos d_model"],
-    clean: bool, per_position: bool,
-) -> tuple[Float[Tensor, "*pos n_rcv n_src"], Tensor]:
+    clean: bool, per_position: bool, per_example: bool = False,
+) -> tuple[Float[Tensor, "*batch *pos n_rcv n_src"], Tensor]:
     """Forward with ``embed`` as the input embedding, the metric's gradient at every receiver input, and its
     contraction with ``diff`` (:func:`score_layer`); returns (float64 scores ``[*pos, n_rcv, n_src]``, metric values).
 
@@ -213,6 +227,7 @@ def grad_pass(
     ``use_split_qkv_input`` path gives, without running every head's attention on its own residual copy. One layer's
     head-input gradients at a time live in ``buf``. If ``clean`` (the clean pass), ``diff`` holds ``z(base)`` on entry
     and the forward subtracts the source outputs from it in place, so it holds ``z(base) − z(clean)`` when scored.
+    ``per_example``: scores ``[batch, *pos, n_rcv, n_src]``, each example's own (module doc).
     """
     acts: dict[str, Tensor] = {}
     leaf = embed.detach().requires_grad_(True)
@@ -234,20 +249,21 @@ def grad_pass(
         grads = dict(zip(wanted, torch.autograd.grad(values.sum(), [acts[nm] for nm in wanted], allow_unused=True,
                                                      materialize_grads=True)))
     acts[EMBED_HOOK] = leaf
-    lead = (diff.shape[2],) if per_position else ()
+    lead = ((diff.shape[1],) if per_example else ()) + ((diff.shape[2],) if per_position else ())
     out = torch.zeros(lead + (comp.n_rcv, comp.n_src), dtype=torch.float64, device=diff.device)
+    mode = (per_example, per_position)
     H3 = 3 * comp.n_heads
     with torch.no_grad():
         for layer in range(L):
             t0 = comp.rcv_index(layer, "q", 0)
             _head_input_grads(model.blocks[layer], acts[f"blocks.{layer}.hook_resid_pre"].detach(),
                               [grads[f"blocks.{layer}.attn.hook_{c}"] for c in "qkv"], buf)
-            score_layer(out[..., t0:t0 + H3, :], buf, diff, comp.rcv_n_upstream(t0), per_position)
+            score_layer(out[..., t0:t0 + H3, :], buf, diff, comp.rcv_n_upstream(t0), mode)
             if not comp.attn_only:
                 t = comp.rcv_index(layer, "")
                 score_layer(out[..., t:t + 1, :], grads[f"blocks.{layer}.hook_mlp_in"][None], diff,
-                            comp.rcv_n_upstream(t), per_position)
-        score_layer(out[..., -1:, :], grads[wanted[-1]][None], diff, comp.n_src, per_position)
+                            comp.rcv_n_upstream(t), mode)
+        score_layer(out[..., -1:, :], grads[wanted[-1]][None], diff, comp.n_src, mode)
     return out, values.detach()
 
 
@@ -300,53 +316,94 @@ def clean_embedding(model: "HookedTransformer", tokens: Tensor) -> Float[Tensor,
 # ------------------------------------------------------------------------------------------------ EAP / EAP-IG
 def eap_scores(
     model: "HookedTransformer", dataset: "PromptPairs", metric: Callable, config: EAPConfig = EAPConfig(),
+    mean_over: "PromptPairs | Tensor | None" = None,
 ) -> EAPResult:
-    """EAP or EAP-IG scores of every edge of ``model``'s component graph, mean over ``dataset`` (see module doc)."""
+    """EAP or EAP-IG scores of every edge of ``model``'s component graph, mean over ``dataset`` (or per example with
+    ``config.per_example``; see module doc). ``mean_over``: the prompts whose mean the ``"mean"`` ablation uses
+    (default ``dataset``), or that mean itself (``[pos, n_src, d_model]``, from :func:`dataset_mean`)."""
     check_dataset(model, dataset)
+    per_ex = config.per_example
     with engine_mode(model) as comp:
         mean = None
         if config.ablation == "mean":
-            mean = dataset_mean(model, comp, dataset, config.batch_size, config.progress)
+            mean = mean_over if isinstance(mean_over, Tensor) else dataset_mean(
+                model, comp, dataset if mean_over is None else mean_over, config.batch_size, config.progress)
         acc: Tensor | None = None
-        clean_sum, base_sum = 0.0, 0.0
+        parts: list[Tensor] = []
+        clean_vals: list[Tensor] = []
+        base_vals_all: list[Tensor] = []
         desc = f"{config.method} ({config.steps} step{'s' if config.steps > 1 else ''})"
-        for batch in batches(dataset, config.batch_size, config.progress, desc):
+        for bi, batch in enumerate(batches(dataset, config.batch_size, config.progress, desc)):
             m = prepared(metric, model, batch)
             diff, base_vals = baseline_sources(model, comp, batch, config.ablation, mean, m, major=True)
             diff = diff if config.ablation == "patch" else diff.contiguous()  # own it: z(base) − z(clean) below
             if base_vals is not None:
-                base_sum += float(base_vals.sum())
+                base_vals_all.append(base_vals.detach().double().cpu())
             e_clean = clean_embedding(model, batch.clean)
             buf = e_clean.new_empty((3 * comp.n_heads, *e_clean.shape))
             sc = None
             for k in [config.steps, *range(1, config.steps)]:  # the clean pass (k = m) first: it completes diff
                 embed = e_clean if k == config.steps else e_clean + (1 - k / config.steps) * diff[0]
-                s, vals = grad_pass(model, comp, batch, m, embed, diff, buf, k == config.steps, config.per_position)
+                s, vals = grad_pass(model, comp, batch, m, embed, diff, buf, k == config.steps, config.per_position,
+                                    per_ex)
                 sc = s if sc is None else sc + s
                 if k == config.steps:
-                    clean_sum += float(vals.sum())
+                    clean_vals.append(vals.double().cpu())
+                    if per_ex and bi == 0 and len(batch) > 1:
+                        check_separable(model, batch, metric, vals)
             sc = sc / config.steps
             if not torch.isfinite(sc).all():
                 raise AttributionError(f"non-finite EAP scores in a batch of dataset {dataset.name!r} "
                                        "(NaN/inf activations or gradients)")
-            acc = sc if acc is None else acc + sc
+            if per_ex:
+                parts.append(sc)
+            else:
+                acc = sc if acc is None else acc + sc
             del diff, buf
-    allowed = torch.as_tensor(comp.allowed, device=acc.device)
-    scores = (acc / len(dataset)) * allowed
     n = len(dataset)
-    return EAPResult(scores.cpu(), clean_sum / n, base_sum / n if config.ablation == "patch" else None, n)
+    total = torch.cat(parts) if per_ex else acc / n
+    scores = total * torch.as_tensor(comp.allowed, device=total.device)
+    cv = torch.cat(clean_vals)
+    bv = torch.cat(base_vals_all) if base_vals_all else None
+    return EAPResult(scores.cpu(), float(cv.sum()) / n, float(bv.sum()) / n if bv is not None else None, n,
+                     cv if per_ex else None, bv if per_ex else None)
+
+
+def check_separable(model: "HookedTransformer", batch: "PromptPairs", metric: Callable, values: Tensor,
+                    rtol: float = 1e-4) -> None:
+    """AttributionError if the metric's value for the batch's first example differs from its value with that example
+    run alone: per-example scores need a metric of each example's own logits (one extra forward of one prompt)."""
+    one = batch.batch(slice(0, 1))
+    with torch.no_grad():  # called inside engine_mode
+        alone = float(metric_values(prepared(metric, model, one), model(one.clean.to(model.cfg.device)), one)[0])
+    got = float(values[0])
+    scale = max(abs(alone), abs(got), 1e-6)
+    if not abs(alone - got) <= rtol * scale + 1e-6:
+        raise AttributionError(
+            f"metric {getattr(metric, '__name__', metric)!r} couples the examples of a batch: example 0 gives "
+            f"{got:.6g} inside a batch of {len(batch)} and {alone:.6g} alone, so per-example scores are undefined; "
+            "use a metric of each example's own logits (logit_diff, logprob, kl), or one prompt per batch")
+
+
+_SCORE_PATTERNS = {  # (per_example, per_position) -> which of batch / position the contraction keeps
+    (False, True): "t b p d, s b p d -> p t s",
+    (True, False): "t b p d, s b p d -> b t s",
+    (True, True): "t b p d, s b p d -> b p t s",
+}
 
 
 def score_layer(
-    out: Float[Tensor, "*pos t n_src"], grads: Float[Tensor, "t b p d"], diff: Float[Tensor, "n_src b p d"], S: int,
-    per_position: bool,
+    out: Float[Tensor, "*lead t n_src"], grads: Float[Tensor, "t b p d"], diff: Float[Tensor, "n_src b p d"], S: int,
+    mode: "bool | tuple[bool, bool]",
 ) -> None:
-    """``out[..., :S] = Σ grads · diff[:S]`` over the batch (and positions unless ``per_position``): one
-    ``[t, b·p·d] @ [b·p·d, S]`` matmul in the activations' dtype on the receiver-/source-major tensors, stored as
-    float64. ``S``: the receivers' upstream sources, always a prefix of the sources."""
+    """``out[..., :S] = Σ grads · diff[:S]`` over the batch and positions, except the axes ``mode = (per_example,
+    per_position)`` keeps (a bare bool is ``per_position``): one ``[t, b·p·d] @ [b·p·d, S]`` matmul (or a batched
+    einsum) in the activations' dtype on the receiver-/source-major tensors, stored as float64. ``S``: the
+    receivers' upstream sources, always a prefix of the sources."""
     g, x = grads, diff[:S]
-    if per_position:
-        out[..., :S] = einsum(g, x, "t b p d, s b p d -> p t s").double()
+    mode = (False, mode) if isinstance(mode, bool) else tuple(mode)
+    if any(mode):
+        out[..., :S] = einsum(g, x, _SCORE_PATTERNS[mode]).double()
     else:
         out[..., :S] = torch.mm(g.reshape(g.shape[0], -1), x.reshape(S, -1).T).double()
 

@@ -44,6 +44,23 @@ def direct_logit_attribution(model: "HookedTransformer", dataset: "PromptPairs")
     the final LayerNorm *with its scale frozen at the clean value* (centering included) and dotted with the direction.
     Without ``wrong`` the direction is the answer's unembedding minus the mean unembedding. Mean over the dataset.
     """
+    heads, mlps, embed, bias, total = _dla_terms(model, dataset)
+    return DirectLogitAttribution(heads.mean(0).float().cpu(), None if mlps is None else mlps.mean(0).float().cpu(),
+                                  float(embed.mean()), float(bias.mean()), float(total.mean()))
+
+
+@torch.no_grad()
+def direct_logit_attribution_per_example(model: "HookedTransformer", dataset: "PromptPairs"
+                                         ) -> list[DirectLogitAttribution]:
+    """:func:`direct_logit_attribution` of each example on its own, from one batched forward pass."""
+    heads, mlps, embed, bias, total = (t if t is None else t.cpu() for t in _dla_terms(model, dataset))
+    return [DirectLogitAttribution(heads[i].float(), None if mlps is None else mlps[i].float(), float(embed[i]),
+                                   float(bias[i]), float(total[i])) for i in range(len(dataset))]
+
+
+def _dla_terms(model: "HookedTransformer", dataset: "PromptPairs") -> tuple:
+    """Per-example terms of :func:`direct_logit_attribution`: heads ``[b, layer, head]``, mlps ``[b, layer]`` or
+    None, embed, bias and total ``[b]``."""
     cfg = model.cfg
     dataset.check_fits(model)
     tokens = dataset.clean.to(cfg.device)
@@ -86,23 +103,23 @@ def direct_logit_attribution(model: "HookedTransformer", dataset: "PromptPairs")
     for layer in range(cfg.n_layers):
         z = cache[f"blocks.{layer}.attn.hook_z"]  # batch head d_head
         out = torch.einsum("bhe,hed->bhd", z, model.blocks[layer].attn.W_O)
-        heads.append(project(out).mean(0))
+        heads.append(project(out))
     mlps = None
     if not cfg.attn_only:
-        mlps = torch.stack([project(cache[f"blocks.{layer}.hook_mlp_out"]).mean(0) for layer in range(cfg.n_layers)])
-    embed = sum(project(cache[nm]).mean(0) for nm in ("hook_embed", "hook_pos_embed") if nm in cache)
+        mlps = torch.stack([project(cache[f"blocks.{layer}.hook_mlp_out"]) for layer in range(cfg.n_layers)], 1)
+    embed = sum((project(cache[nm]) for nm in ("hook_embed", "hook_pos_embed") if nm in cache),
+                torch.zeros(len(dataset), dtype=logits.dtype, device=logits.device))
     a = logits.gather(1, ans).mean(1)
     if wrong is not None:
         total = a - logits.gather(1, wrong).mean(1)
     else:
         total = a - logits.mean(dim=1)
     b = len(dataset)
-    bias = sum(project(model.blocks[layer].attn.b_O[None].expand(b, -1)).mean(0) for layer in range(cfg.n_layers))
+    bias = sum(project(model.blocks[layer].attn.b_O[None].expand(b, -1)) for layer in range(cfg.n_layers))
     if norm == "LN" and hasattr(model.ln_final, "b"):
-        bias = bias + (direction @ model.ln_final.b).mean()
+        bias = bias + direction @ model.ln_final.b
     b_U = model.b_U
     ub = b_U[ans].mean(-1)
     ub = ub - (b_U[wrong].mean(-1) if wrong is not None else b_U.mean())
-    bias = bias + ub.mean()
-    return DirectLogitAttribution(torch.stack(heads).float().cpu(), None if mlps is None else mlps.float().cpu(),
-                                  float(embed), float(bias), float(total.mean()))
+    bias = bias + ub
+    return torch.stack(heads, 1), mlps, embed, bias, total

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 from circuitdb.errors import ConfigError
 
@@ -118,6 +118,14 @@ def _load_model(source: Source, spec: "JobSpec") -> Any:
         raise ConfigError(f"cannot load {source.ref!r} at checkpoint {source.checkpoint_value}: {e}") from e
 
 
+def batched(spec: "JobSpec") -> bool:
+    """Whether ``spec``'s graphs are one-prompt component graphs by EAP / EAP-IG, computed many per batched pass."""
+    from circuitdb.attribution.api import PER_PROMPT_METHODS
+
+    a = spec.attribution
+    return a.granularity == "component" and a.method in PER_PROMPT_METHODS and a.prompts_per_graph == 1
+
+
 @dataclass(frozen=True)
 class SourceContext:
     """One loaded model with everything a graph of it needs."""
@@ -177,11 +185,18 @@ class SourceContext:
             tokens = tokens_digest(ds.clean, ds.corrupted, ds.answer, ds.wrong, ds.answer_pos)
         params = {**a.params, "prompts_per_graph": a.prompts_per_graph, "head_stats": a.head_stats,
                   "dtype": spec.model.dtype, "prune": spec.prune.model_dump() if spec.prune else None}
+        if self.batched and a.params.get("ablation") == "mean":
+            params["mean_over"] = "job dataset"  # compute_many: one mean over all the job's prompts
         return graph_id_for(job=spec.name, model_id=self.model_id, checkpoint=self.checkpoint,
                             dictionaries=self.dictionary_ids, tokens=tokens, method=a.method, metric=a.metric,
                             params=params, prefix=prefix)
 
     # ------------------------------------------------------------------ computation
+    @property
+    def batched(self) -> bool:
+        """One-prompt component graphs by EAP / EAP-IG: many graphs per batched pass (:meth:`compute_many`)."""
+        return batched(self.plan.spec)
+
     def compute(self, j: int, graph_id: str) -> "AttributionGraph":
         spec = self.plan.spec
         a = spec.attribution
@@ -196,6 +211,29 @@ class SourceContext:
 
             g = attribute(self.model, ds, method=a.method, metric=a.metric, batch_size=a.batch_size,
                           progress=False, graph_id=graph_id, head_stats=a.head_stats, **a.params)
+        return self._finish(j, g)
+
+    def compute_many(self, items: "list[tuple[int, str]]") -> "Iterator[AttributionGraph]":
+        """The graphs of one-prompt groups ``(j, graph id)``, in order, ``attribution.batch_size`` prompts per
+        batched pass (:func:`circuitdb.attribution.api.attribute_prompts`; mean ablation: the mean over the job's
+        whole dataset, the same in every shard)."""
+        import torch
+
+        from circuitdb.attribution.api import attribute_prompts
+
+        a = self.plan.spec.attribution
+        if not items:
+            return
+        ds = self.dataset.batch(torch.tensor([j for j, _ in items], dtype=torch.long))
+        graphs = attribute_prompts(self.model, ds, method=a.method, metric=a.metric, batch_size=a.batch_size,
+                                   progress=False, graph_ids=[gid for _, gid in items], head_stats=a.head_stats,
+                                   mean_over=self.dataset, **a.params)
+        for (j, _), g in zip(items, graphs):
+            yield self._finish(j, g)
+
+    def _finish(self, j: int, g: "AttributionGraph") -> "AttributionGraph":
+        """Record the job in the graph's metadata and prune it when the job asks."""
+        spec = self.plan.spec
         g.meta["job"] = {"name": spec.name, "group": j, "source": self.source.label,
                          "prompts": [self._group(j).start, self._group(j).stop]}
         if spec.prune is not None:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from circuitdb.errors import AttributionError, CircuitDBError, ConfigError, StoreError
-from circuitdb.ingest.plan import Plan, Source, make_plan, parse_shard
+from circuitdb.ingest.plan import Plan, Source, batched, make_plan, parse_shard
 
 if TYPE_CHECKING:  # pragma: no cover
     from circuitdb.graph import AttributionGraph
@@ -54,6 +54,8 @@ class IngestSummary:
     seconds: float = 0.0
     attribution_seconds: float = 0.0
     write_seconds: float = 0.0
+    attribution_cpu_seconds: float = 0.0  # CPU time of the computing thread (steadier than wall on a shared machine)
+    write_cpu_seconds: float = 0.0  # CPU time of the writing thread (the store engine's own threads not included)
     graph_ids: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -96,7 +98,7 @@ class _Writer(threading.Thread):
                 return
             if self.error is not None:
                 continue
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.thread_time()
             try:
                 write_batch(self.store, batch)
             except BaseException as e:  # noqa: BLE001 - handed to the main thread
@@ -105,6 +107,7 @@ class _Writer(threading.Thread):
             dt = time.perf_counter() - t0
             s = self.summary
             s.write_seconds += dt
+            s.write_cpu_seconds += time.thread_time() - c0
             s.transactions += 1
             s.written += len(batch)
             n_edges = sum(g.n_edges for g in batch)
@@ -124,8 +127,9 @@ class _Writer(threading.Thread):
 
 def run_job(spec: "JobSpec", *, store: "GraphStore | str | None" = None, shard: str | tuple[int, int] | None = None,
             force: bool = False, on_event: Event | None = None, base_dir: str | Path | None = None,
-            threaded: bool = True) -> IngestSummary:
-    """Run ``spec`` into ``store`` (a store, a URI, or None = the job's ``store`` / ``$CIRCUITDB_STORE``)."""
+            threaded: bool | None = None) -> IngestSummary:
+    """Run ``spec`` into ``store`` (a store, a URI, or None = the job's ``store`` / ``$CIRCUITDB_STORE``).
+    ``threaded``: write on a thread while computing (default: the job's ``write.overlap``, see :func:`overlaps`)."""
     from circuitdb.store.base import open_store
 
     emit: Event = on_event or (lambda name, info: None)
@@ -136,6 +140,7 @@ def run_job(spec: "JobSpec", *, store: "GraphStore | str | None" = None, shard: 
     t_start = time.perf_counter()
     try:
         plan = make_plan(spec, base_dir=base_dir)
+        threaded = overlaps(spec) if threaded is None else threaded
         total = sum(1 for i in range(plan.n_items) if i % n == k)
         summary.graphs = total
         emit("start", {"total": total, "sources": len(plan.sources), "groups": plan.n_groups})
@@ -161,6 +166,12 @@ def run_job(spec: "JobSpec", *, store: "GraphStore | str | None" = None, shard: 
     log.info("ingest %s: %d graphs written, %d skipped, %.1f s", spec.name, summary.written, summary.skipped,
              summary.seconds)
     return summary
+
+
+def overlaps(spec: "JobSpec") -> bool:
+    """Whether the writer runs on its own thread: ``write.overlap``, else on except for batched one-prompt component
+    jobs (EAP / EAP-IG), where a writer thread costs more in GIL contention than it hides (bench/README.md)."""
+    return spec.write.overlap if spec.write.overlap is not None else not batched(spec)
 
 
 def _stopped(spec: "JobSpec", s: IngestSummary, what: str, err: BaseException) -> CircuitDBError:
@@ -190,18 +201,23 @@ def _run_source(spec: "JobSpec", plan: Plan, m: int, source: Source, st: "GraphS
     s.skipped += skipped
     if skipped:
         emit("skipped", {"graphs": skipped})
+    if ctx.batched:  # many one-prompt graphs per batched pass
+        stream = ctx.compute_many(todo)
+    else:
+        stream = (ctx.compute(j, gid) for j, gid in todo)
     batch: list = []
     edges = 0
     for j, gid in todo:
         if writer.error is not None:
             return
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         try:
-            g = ctx.compute(j, gid)
-        except Exception as e:  # noqa: BLE001 - a permanent failure of this prompt stops the job
+            g = next(stream)
+        except Exception as e:  # noqa: BLE001 - a permanent failure of this prompt (or its batch) stops the job
             _flush(batch, writer, threaded, st, s)  # what was computed is still written (run_job drains)
             raise _stopped(spec, s, f"computing graph {gid!r} ({source.label}, group {j})", e) from e
         s.attribution_seconds += time.perf_counter() - t0
+        s.attribution_cpu_seconds += time.thread_time() - c0
         s.computed += 1
         emit("computed", {"graph_id": gid, "nodes": g.n_nodes, "edges": g.n_edges})
         batch.append(g)

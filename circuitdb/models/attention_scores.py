@@ -138,12 +138,28 @@ def text_pattern_scores(model: "HookedTransformer", tokens: Int[Tensor, "batch s
     ``{name: (scores [layer, head] or None when no query position qualifies, number of (example, query) pairs)}``.
     """
     tokens = _check_tokens(tokens, min_len=1)
+    return _case_scores(_patterns(model, tokens), _text_cases(tokens))
+
+
+def text_pattern_scores_per_example(model: "HookedTransformer", tokens: Int[Tensor, "batch seq"]) -> list[dict]:
+    """:func:`text_pattern_scores` of each prompt on its own (entry ``i`` equals ``text_pattern_scores(model,
+    tokens[i:i+1])``), from one batched forward pass."""
+    tokens = _check_tokens(tokens, min_len=1)
+    pats, cases = _patterns(model, tokens), _text_cases(tokens)
+    return [_case_scores(pats[:, i:i + 1], {k: (m[i:i + 1], q[i:i + 1]) for k, (m, q) in cases.items()})
+            for i in range(tokens.shape[0])]
+
+
+def _text_cases(tokens: Tensor) -> dict[str, tuple[Tensor, Tensor]]:
+    """``{score name: (mask [batch, seq] of query positions that have an expected key, expected keys)}``."""
     b, s = tokens.shape
-    pats = _patterns(model, tokens)
     q = torch.arange(s)[None, :].expand(b, s)
     last = _last_occurrence(tokens)
-    cases = {"prev_token_score": (q >= 2, q - 1), "duplicate_token_score": (last >= 0, last),
-             "induction_score": ((last >= 0) & (last + 1 < q), last + 1)}
+    return {"prev_token_score": (q >= 2, q - 1), "duplicate_token_score": (last >= 0, last),
+            "induction_score": ((last >= 0) & (last + 1 < q), last + 1)}
+
+
+def _case_scores(pats: Tensor, cases: dict[str, tuple[Tensor, Tensor]]) -> dict[str, tuple]:
     out = {}
     for name, (mask, keys) in cases.items():
         n = int(mask.sum())

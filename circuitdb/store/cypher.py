@@ -43,7 +43,7 @@ LB_SCHEMA = (
     "CREATE REL TABLE IF NOT EXISTS INSTANCE_OF(FROM Node TO Unit)",
     "CREATE NODE TABLE IF NOT EXISTS Circuit(uid STRING PRIMARY KEY, name STRING, graph_id STRING, method STRING, "
     "params STRING, scores STRING, n_nodes INT64, n_edges INT64, edges STRING, created_at STRING)",
-    "CREATE REL TABLE IF NOT EXISTS INCLUDES(FROM Circuit TO Node)",
+    "CREATE REL TABLE IF NOT EXISTS INCLUDES(FROM Circuit TO Node, edges STRING[])",
     "CREATE NODE TABLE IF NOT EXISTS StoreInfo(key STRING PRIMARY KEY, value STRING)",
 )
 #: every table of the embedded store (checksums in the tests, schema check on open)
@@ -52,6 +52,9 @@ LB_TABLE_NAMES = "CALL show_tables() RETURN name"
 LB_GRAPH_COLUMNS = "CALL table_info('Graph') RETURN name"
 #: Graph.step (the checkpoint step a graph was computed on; queries/circuit_emergence.cypher) for older stores
 LB_ADD_GRAPH_STEP = "ALTER TABLE Graph ADD step INT64"
+#: INCLUDES.edges (a circuit's edge membership, rows.circuit_edge_lists; queries/circuit_edges.cypher) for older stores
+LB_INCLUDES_COLUMNS = "CALL table_info('INCLUDES') RETURN name"
+LB_ADD_INCLUDES_EDGES = "ALTER TABLE INCLUDES ADD edges STRING[]"
 LB_GET_INFO = "MATCH (i:StoreInfo) WHERE i.key = $key RETURN i.value AS value"
 LB_SET_INFO = "MERGE (i:StoreInfo {key: $key}) SET i.value = $value"
 
@@ -176,8 +179,8 @@ CIRCUIT_NODE_KEYS = (
 )
 #: every circuit of ``$graph_id`` with the keys of its nodes in the current version (re-linked on a rewrite)
 CIRCUIT_KEYS_OF_GRAPH = (
-    f"{_current_graph()} MATCH (c:Circuit)-[:INCLUDES]->(n:Node) WHERE c.graph_id = $graph_id AND n.sid = g.sid "
-    "RETURN c.uid AS uid, c.name AS name, n.key AS key"
+    f"{_current_graph()} MATCH (c:Circuit)-[i:INCLUDES]->(n:Node) WHERE c.graph_id = $graph_id AND n.sid = g.sid "
+    "RETURN c.uid AS uid, c.name AS name, n.key AS key, i.edges AS edges"
 )
 
 # ====================================================================== Neo4j writes
@@ -255,18 +258,19 @@ NEO4J_VERSION_COUNTS = """\
 MATCH (n:Node {sid: $sid})
 RETURN count(n) AS n_nodes, coalesce(sum(COUNT { (n)-[:ATTRIBUTES]->() }), 0) AS n_edges"""
 
-#: circuits of ``$graph_id`` and the node keys they include in its current version (re-linked on a rewrite)
+#: circuits of ``$graph_id``, the node keys they include in its current version and the circuit edges out of each
+#: (re-linked on a rewrite)
 NEO4J_CIRCUIT_KEYS = """\
 MATCH (g:Graph {id: $graph_id, current: true})
-MATCH (c:Circuit {graph_id: $graph_id})-[:INCLUDES]->(n:Node {sid: g.sid})
-RETURN c.uid AS uid, c.name AS name, n.key AS key"""
+MATCH (c:Circuit {graph_id: $graph_id})-[i:INCLUDES]->(n:Node {sid: g.sid})
+RETURN c.uid AS uid, c.name AS name, n.key AS key, i.edges AS edges"""
 
-#: ``$rows``: {c: circuit uid, n: node uid of the new version}
+#: ``$rows``: {c: circuit uid, n: node uid of the new version, edges: the link's circuit edges}
 NEO4J_RELINK_CIRCUITS = """\
 UNWIND $rows AS r
 MATCH (c:Circuit {uid: r.c})
 MATCH (n:Node {uid: r.n})
-CREATE (c)-[:INCLUDES]->(n)"""
+CREATE (c)-[:INCLUDES {edges: r.edges}]->(n)"""
 
 #: the flip: ``$rows`` {id, sid}; returns the sids it made non-current (to collect)
 NEO4J_FLIP = """\
@@ -328,13 +332,14 @@ NEO4J_DELETE_CIRCUIT = "MATCH (c:Circuit {uid: $uid}) DETACH DELETE c"
 
 NEO4J_CREATE_CIRCUIT = "CREATE (c:Circuit) SET c = $props"
 
-#: links circuit ``$uid`` to the nodes ``$keys`` of the current version of ``$graph_id``; returns how many matched
+#: links circuit ``$uid`` to the nodes of the current version of ``$graph_id`` (``$rows``: {k: node key, edges: the
+#: circuit's edges out of it, rows.circuit_edge_lists}); returns how many matched
 NEO4J_LINK_CIRCUIT = """\
 MATCH (g:Graph {id: $graph_id, current: true})
 MATCH (c:Circuit {uid: $uid})
-UNWIND $keys AS k
-MATCH (n:Node {uid: g.sid + '/' + k})
-CREATE (c)-[:INCLUDES]->(n)
+UNWIND $rows AS r
+MATCH (n:Node {uid: g.sid + '/' + r.k})
+CREATE (c)-[:INCLUDES {edges: r.edges}]->(n)
 RETURN count(n) AS n"""
 
 # ---------------------------------------------------------------- reads in columns

@@ -38,6 +38,7 @@ from circuitdb.store import cypher as cy
 from circuitdb.store import rows as rw
 from circuitdb.store import versions as vs
 from circuitdb.store.base import GraphStore
+from circuitdb.store.plan_check import EXPLAIN, assert_plan_reads
 from circuitdb.store.readonly import assert_read_only
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -291,8 +292,9 @@ class EmbeddedStore(GraphStore):
     def run(self, cypher: str, params: dict[str, Any] | None = None, *, write: bool = False) -> pd.DataFrame:
         """Run one Cypher statement with parameters → DataFrame. Without ``write=True``: the lexical check of
         :mod:`.readonly` first (writes, transaction control, file clauses, several statements), then the engine:
-        the text is prepared (Ladybug refuses several statements there, before anything runs) and executed inside
-        ``BEGIN TRANSACTION READ ONLY``, which refuses every write."""
+        the text is prepared (Ladybug refuses several statements there, before anything runs), its ``EXPLAIN`` plan
+        must consist of read operators only (:mod:`.plan_check`: refuses ``COPY … TO``, ``EXPORT``, ``COMMIT`` and
+        every write by the engine's own plan), and it runs inside ``BEGIN TRANSACTION READ ONLY``."""
         if not isinstance(cypher, str) or not cypher.strip():
             raise QueryError(f"empty query {cypher!r}")
         if not write:
@@ -306,13 +308,22 @@ class EmbeddedStore(GraphStore):
                 finally:
                     self._forget_copies()
             with self._transaction(read_only=True):
-                with warnings.catch_warnings():  # ladybug 0.22 deprecates prepare(); it is the one-statement check
-                    warnings.simplefilter("ignore", DeprecationWarning)
-                    prepared = self._conn.prepare(cypher)
-                if not prepared.is_success():  # e.g. "We do not support prepare multiple statements": nothing ran
-                    raise QueryError(f"query on the embedded store {str(self.path)!r} failed before it ran: "
-                                     f"{prepared.get_error_message()}")
+                prepared = self._prepare(cypher)
+                plan = self._conn.execute(self._prepare(EXPLAIN + cypher), p).get_as_df()
+                assert_plan_reads("\n".join(map(str, plan.iloc[:, 0].tolist())) if len(plan.columns) else "",
+                                  cypher)
                 return self._result_df(self._conn.execute(prepared, p))
+
+    def _prepare(self, cypher: str) -> Any:
+        """One prepared statement; QueryError (nothing ran) when the engine refuses it, e.g. "We do not support
+        prepare multiple statements"."""
+        with warnings.catch_warnings():  # ladybug 0.22 deprecates prepare(); it is the one-statement check
+            warnings.simplefilter("ignore", DeprecationWarning)
+            prepared = self._conn.prepare(cypher)
+        if not prepared.is_success():
+            raise QueryError(f"query on the embedded store {str(self.path)!r} failed before it ran: "
+                             f"{prepared.get_error_message()}")
+        return prepared
 
     @staticmethod
     def _result_df(res: Any) -> pd.DataFrame:
@@ -323,7 +334,8 @@ class EmbeddedStore(GraphStore):
     # ------------------------------------------------------------------ circuits
     def save_circuit(self, name: str, graph_id: str, node_keys: list[str], *, method: str,
                      params: dict[str, Any], scores: dict[str, Any], edges: pd.DataFrame | None = None) -> str:
-        """Store a circuit (nodes linked by ``INCLUDES``; edges as JSON), replacing one of the same name+graph."""
+        """Store a circuit (nodes linked by ``INCLUDES``, each link listing the circuit's edges out of its node:
+        rows.circuit_edge_lists; the edge table also as JSON), replacing one of the same name+graph."""
         props, keys, _ = rw.circuit_rows(name, graph_id, node_keys, method=method, params=params, scores=scores,
                                          edges=edges)
         uid = props["uid"]
@@ -341,7 +353,8 @@ class EmbeddedStore(GraphStore):
                 with self._transaction():
                     self._exec(cy.LB_DELETE_CIRCUIT, {"uid": uid})
                     self._exec(cy.LB_CREATE_CIRCUIT, props)
-                    self._copy(cy.LB_COPY_INCLUDES, pd.DataFrame({"from": [uid] * len(uids), "to": uids}))
+                    self._copy(cy.LB_COPY_INCLUDES, pd.DataFrame({"from": [uid] * len(uids), "to": uids,
+                                                                  "edges": rw.circuit_edge_lists(name, keys, edges)}))
             finally:
                 self._forget_copies()
         return uid

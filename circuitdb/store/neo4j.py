@@ -4,13 +4,15 @@ Schema (STORAGE_SPEC.md, the same logical schema as the embedded store): ``(:Gra
 written_at, n_nodes, n_edges, ...meta})`` per written version; ``(:Node:<Kind> {uid = sid/key, sid, graph_id, key,
 name, kind, ...})`` with ``<Kind>`` one of ``Embed Head Mlp Feature Error Logit`` and ``name`` the Browser caption
 (absent values are absent properties); ``(:Node)-[:ATTRIBUTES {weight, abs_weight, channel}]->(:Node)``,
-``(:Node)-[:INSTANCE_OF]->(:Unit)`` (units shared across graphs), ``(:Circuit)-[:INCLUDES]->(:Node)``.
+``(:Node)-[:INSTANCE_OF]->(:Unit)`` (units shared across graphs), ``(:Circuit)-[:INCLUDES {edges}]->(:Node)`` (each
+link lists the circuit's edges out of its node: :func:`circuitdb.store.rows.circuit_edge_lists`).
 
 Writes fit a server: a graph goes in bounded chunk transactions (≤ ``batch_size`` rows each: nodes, units with
 their INSTANCE_OF links, edges as columnar lists, never one map per edge) under a fresh storage id, then one small
 flip transaction verifies the counts, re-links the id's circuits, and makes the new version current. Readers follow
 only ``current`` Graph rows, so they see the old complete graph or the new one. Superseded versions are collected
-after the flip; incomplete ones (a writer killed mid-write) by :meth:`Neo4jStore.gc` once older than a lease.
+after the flip; incomplete ones (a writer killed mid-write) by :meth:`Neo4jStore.gc` once older than a lease. That
+write path lives in :mod:`circuitdb.store.neo4j_versions`.
 Every transaction is a managed one (``execute_write`` / ``execute_read``): the driver retries transient errors
 (deadlocks between writers MERGE-ing the same Units, leader switches, dropped connections) with backoff.
 
@@ -22,7 +24,6 @@ from ``CIRCUITDB_NEO4J_URI`` / ``_USER`` / ``_PASSWORD`` / ``_DATABASE``.
 
 from __future__ import annotations
 
-import datetime as _dt
 import logging
 import os
 import random
@@ -34,8 +35,9 @@ import numpy as np
 import pandas as pd
 
 from circuitdb.errors import CircuitDBError, ConfigError, GraphNotFoundError, QueryError, StoreError
-from circuitdb.graph import CHANNELS, AttributionGraph
+from circuitdb.graph import AttributionGraph
 from circuitdb.store import cypher as cy
+from circuitdb.store import neo4j_versions as nv
 from circuitdb.store import rows as rw
 from circuitdb.store import versions as vs
 from circuitdb.store.base import GraphStore
@@ -48,8 +50,6 @@ USER_ENV = "CIRCUITDB_NEO4J_USER"
 PASSWORD_ENV = "CIRCUITDB_NEO4J_PASSWORD"
 DATABASE_ENV = "CIRCUITDB_NEO4J_DATABASE"
 READ, WRITE = "READ", "WRITE"  # the values of neo4j.READ_ACCESS / neo4j.WRITE_ACCESS
-#: an incomplete version younger than this may still be being written by another process: gc leaves it alone
-LEASE_SECONDS = 3600.0
 #: client errors that a concurrent writer can cause and that a retry resolves (the driver retries transient ones)
 _RETRY_CODES = ("Neo.ClientError.Statement.EntityNotFound", "Neo.ClientError.Schema.ConstraintValidationFailed")
 
@@ -60,10 +60,6 @@ def _driver_errors() -> tuple[type[BaseException], ...]:
     except ImportError:  # pragma: no cover - the driver is a dependency
         return (OSError,)
     return (Neo4jError, DriverError, OSError)
-
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds")
 
 
 class Neo4jStore(GraphStore):
@@ -192,12 +188,6 @@ class Neo4jStore(GraphStore):
     def _run_write(self, query: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         return self._write(lambda tx: [dict(r) for r in tx.run(query, params)])
 
-    def _count_loop(self, query: str, params: dict[str, Any]) -> None:
-        """A bounded delete (``$batch_size`` per transaction) until it removes fewer than a batch."""
-        p = {**params, "batch_size": self.batch_size}
-        while (self._run_write(query, p) or [{"n": 0}])[0]["n"] >= self.batch_size:
-            pass
-
     def _chunks(self, n: int) -> Iterator[slice]:
         for i in range(0, n, self.batch_size):
             yield slice(i, min(n, i + self.batch_size))
@@ -225,127 +215,15 @@ class Neo4jStore(GraphStore):
         what = f"graph {gids[0]!r}" if len(gids) == 1 else f"{len(gids)} graphs"
         with self._errors(f"writing {what} to"):
             self.init()
-            sids = self._write_versions(graphs, gids)
-            stale = self._flip(graphs, gids, sids)
+            sids = nv.write_versions(self, graphs, gids)
+            stale = nv.flip(self, graphs, gids, sids)
             vs.phase("collect")
             for sid in stale:
-                self._delete_version(sid)
+                nv.delete_version(self, sid)
         vs.phase("done")
         for gid, g in zip(gids, graphs):
             log.info("wrote graph %r: %d nodes, %d edges", gid, g.n_nodes, g.n_edges)
         return gids
-
-    def _write_versions(self, graphs: list[AttributionGraph], gids: list[str]) -> list[str]:
-        """Graph rows (not current), then nodes, units + links and edges in chunk transactions."""
-        sids = [rw.new_sid(g) for g in gids]
-        seq0 = time.time_ns()
-        props = [rw.graph_props(g, gid, sid=sid, current=False, seq=seq0 + i)
-                 for i, (g, gid, sid) in enumerate(zip(graphs, gids, sids))]
-        vs.phase("neo4j-versions")
-        self._run_write(cy.NEO4J_CREATE_VERSIONS, {"rows": props})
-        by_kind: dict[str, list[dict[str, Any]]] = {}
-        for g, gid, sid in zip(graphs, gids, sids):
-            for kind, rows in rw.node_rows_by_kind(g, gid, sid=sid).items():
-                by_kind.setdefault(kind, []).extend(rows)
-        vs.phase("neo4j-nodes")
-        for kind, rows in by_kind.items():
-            for sl in self._chunks(len(rows)):
-                self._run_write(cy.NEO4J_CREATE_NODES[kind], {"rows": rows[sl]})
-                vs.phase("neo4j-chunk")
-        self._write_units(graphs, sids)
-        vs.phase("neo4j-edges")
-        src, dst, weight, chan = self._edge_columns(graphs, sids)
-        for sl in self._chunks(len(src)):
-            p = {"s": src[sl].tolist(), "t": dst[sl].tolist(), "w": weight[sl].tolist(), "c": chan[sl].tolist()}
-            self._run_write(cy.NEO4J_CREATE_EDGES, p)
-            vs.phase("neo4j-chunk")
-        return sids
-
-    def _write_units(self, graphs: list[AttributionGraph], sids: list[str]) -> None:
-        frames, links = [], []
-        for g, sid in zip(graphs, sids):
-            units = rw.unit_uids(g)
-            frames.append(rw.unit_frame(g, units))
-            links.append(rw.instance_rows(g, sid, units=units))
-        if not frames:
-            return
-        unit_df = pd.concat(frames, ignore_index=True).drop_duplicates("uid").set_index("uid", drop=False)
-        link_df = pd.concat(links, ignore_index=True)
-        vs.phase("neo4j-units")
-        for sl in self._chunks(len(link_df)):
-            s, t = link_df["from"].iloc[sl].tolist(), link_df["to"].iloc[sl].tolist()
-            units = [{k: rw.plain_value(v) for k, v in rec.items()}
-                     for rec in unit_df.loc[list(dict.fromkeys(t))].to_dict("records")]
-            self._run_write(cy.NEO4J_MERGE_UNITS_AND_LINKS, {"units": units, "s": s, "t": t})
-            vs.phase("neo4j-chunk")
-
-    @staticmethod
-    def _edge_columns(graphs: list[AttributionGraph], sids: list[str]
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Source uids, target uids, weights, channels (None = none) of all graphs, as flat arrays."""
-        chans = np.asarray(CHANNELS, dtype=object)  # "" = no channel, as in the embedded store (queries filter on it)
-        src, dst, w, c = [], [], [], []
-        for g, sid in zip(graphs, sids):
-            uids = rw.node_uids(g, sid)
-            src.append(uids[g.src])
-            dst.append(uids[g.dst])
-            w.append(np.asarray(g.weight, dtype=np.float64))
-            c.append(chans[g.channel])
-        if not src:
-            return (np.zeros(0, object),) * 2 + (np.zeros(0), np.zeros(0, object))  # type: ignore[return-value]
-        return np.concatenate(src), np.concatenate(dst), np.concatenate(w), np.concatenate(c)
-
-    def _flip(self, graphs: list[AttributionGraph], gids: list[str], sids: list[str]) -> list[str]:
-        """One transaction: counts verified, circuits re-linked by key, the new versions current. Returns the
-        superseded sids. On any failure the new versions are collected and the old ones stay current."""
-        vs.phase("flip")
-
-        def work(tx: Any) -> list[str]:
-            relink = []
-            for g, gid, sid in zip(graphs, gids, sids):
-                got = tx.run(cy.NEO4J_VERSION_COUNTS, {"sid": sid}).single()
-                if (got["n_nodes"], got["n_edges"]) != (g.n_nodes, g.n_edges):
-                    raise StoreError(f"graph {gid!r}: version {sid!r} holds {got['n_nodes']} nodes and "
-                                     f"{got['n_edges']} edges after writing {g.n_nodes} and {g.n_edges}; not flipped")
-                relink += self._relink_rows(tx, g, gid, sid)
-            if relink:
-                tx.run(cy.NEO4J_RELINK_CIRCUITS, {"rows": relink}).consume()
-            return [r["sid"] for r in tx.run(cy.NEO4J_FLIP, {"rows": [{"id": g, "sid": s} for g, s in zip(gids, sids)]})]
-
-        try:
-            stale = self._write(work)
-        except BaseException:
-            try:  # nothing reads the unflipped versions: collect them now (gc would after the lease)
-                for sid in sids:
-                    self._delete_version(sid)
-            except Exception:  # pragma: no cover - gc collects them
-                log.exception("could not collect the unflipped versions %s", sids)
-            raise
-        vs.phase("flipped")
-        return stale
-
-    @staticmethod
-    def _relink_rows(tx: Any, graph: AttributionGraph, graph_id: str, sid: str) -> list[dict[str, str]]:
-        """INCLUDES rows linking the id's saved circuits to the new version by node key; refuses (ConfigError
-        naming them) when a circuit's node is not in the new graph."""
-        rows = [dict(r) for r in tx.run(cy.NEO4J_CIRCUIT_KEYS, {"graph_id": graph_id})]
-        keys = set(graph.keys.tolist())
-        lost = [r for r in rows if r["key"] not in keys]
-        if lost:
-            names = sorted({r["name"] for r in lost})
-            raise ConfigError(
-                f"rewriting graph {graph_id!r} would break its saved circuit(s) {names}: node(s) "
-                f"{sorted({r['key'] for r in lost})[:5]} are not in the new graph; delete those circuits first or "
-                "keep those nodes")
-        return [{"c": r["uid"], "n": rw.node_uid(sid, r["key"])} for r in rows]
-
-    def _delete_version(self, sid: str) -> None:
-        """Delete one version in bounded transactions; its Graph row goes last (so gc finds a half-deleted one)."""
-        p = {"sid": sid}
-        self._count_loop(cy.NEO4J_DELETE_VERSION_EDGES, p)
-        self._count_loop(cy.NEO4J_DELETE_ORPHAN_UNITS, p)
-        self._count_loop(cy.NEO4J_DELETE_VERSION_NODES, p)
-        self._run_write(cy.NEO4J_DELETE_VERSION, p)
 
     def delete_graph(self, graph_id: str) -> bool:
         """Hide every version of ``graph_id`` and drop its circuits in one transaction, then delete the versions
@@ -360,21 +238,15 @@ class Neo4jStore(GraphStore):
 
             for v in self._write(hide):
                 if v["complete"]:  # an incomplete one may be another writer's, still writing: gc after the lease
-                    self._delete_version(v["sid"])
+                    nv.delete_version(self, v["sid"])
         log.info("deleted graph %r" if existed else "no graph %r to delete", graph_id)
         return existed
 
-    def gc(self, *, lease_seconds: float = LEASE_SECONDS) -> int:
+    def gc(self, *, lease_seconds: float = nv.LEASE_SECONDS) -> int:
         """Delete the versions nobody reads: superseded ones, and incomplete ones older than ``lease_seconds``
         (a younger one may be another process's write in progress). Returns how many went."""
-        cutoff = (_dt.datetime.now(_dt.timezone.utc) - _dt.timedelta(seconds=float(lease_seconds))
-                  ).isoformat(timespec="microseconds")
         with self._errors("collecting old versions in"):
-            _, rows = self._read(cy.NEO4J_COLLECTABLE, {"cutoff": cutoff})
-            for sid, gid, complete in rows:
-                log.info("collecting %s version %r of graph %r", "superseded" if complete else "incomplete", sid, gid)
-                self._delete_version(sid)
-        return len(rows)
+            return nv.gc(self, lease_seconds)
 
     # ------------------------------------------------------------------ reads
     def read_graph(self, graph_id: str) -> AttributionGraph:
@@ -474,8 +346,9 @@ class Neo4jStore(GraphStore):
                 raise GraphNotFoundError(f"cannot save circuit {name!r}: no graph {graph_id!r} in {self.uri}")
             tx.run(cy.NEO4J_DELETE_CIRCUIT, {"uid": uid}).consume()
             tx.run(cy.NEO4J_CREATE_CIRCUIT, {"props": props}).consume()
-            linked = sum(tx.run(cy.NEO4J_LINK_CIRCUIT, {"graph_id": graph_id, "uid": uid, "keys": keys[sl]}
-                                ).single()["n"] for sl in self._chunks(len(keys)))
+            rows = [{"k": k, "edges": e} for k, e in zip(keys, rw.circuit_edge_lists(name, keys, edges))]
+            linked = sum(tx.run(cy.NEO4J_LINK_CIRCUIT, {"graph_id": graph_id, "uid": uid, "rows": rows[sl]}
+                                ).single()["n"] for sl in self._chunks(len(rows)))
             if linked != len(keys):
                 found = {r["key"] for r in tx.run(cy.EXISTING_KEYS, {"graph_id": graph_id, "keys": keys})}
                 missing = [k for k in keys if k not in found]

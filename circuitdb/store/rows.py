@@ -366,8 +366,39 @@ def circuit_props(name: str, graph_id: str, *, method: str, params: dict[str, An
 
 
 def circuit_rows(name: str, graph_id: str, node_keys: Iterable[str], *, method: str, params: dict[str, Any],
-                 scores: dict[str, Any], edges: pd.DataFrame | None = None) -> tuple[dict[str, Any], list[str], list[str]]:
+                 scores: dict[str, Any], edges: pd.DataFrame | None = None
+                 ) -> tuple[dict[str, Any], list[str], list[str]]:
     """What both stores write for a circuit: its node properties, its distinct node keys and their node uids."""
     keys = list(dict.fromkeys(str(k) for k in node_keys))
     props = circuit_props(name, graph_id, method=method, params=params, scores=scores, edges=edges, n_nodes=len(keys))
     return props, keys, [node_uid(graph_id, k) for k in keys]
+
+
+#: separates an edge's channel from its target key in ``INCLUDES.edges`` (channels are "", q, k, v: never ":")
+CIRCUIT_EDGE_SEP = ":"
+
+
+def circuit_edge_lists(name: str, keys: list[str], edges: pd.DataFrame | None) -> list[list[str]]:
+    """A circuit's edge membership, per node key of ``keys``: the circuit's edges out of that node as
+    ``"<channel>:<target key>"``. Both stores store it as the ``edges`` property of the ``INCLUDES`` link to the node,
+    so a query follows a circuit's edges with
+    ``(c)-[i:INCLUDES]->(a)-[e:ATTRIBUTES]->(b) WHERE (e.channel + ':' + b.key) IN i.edges``
+    (queries/circuit_edges.cypher). ``edges``: columns source/target (or src/dst) and an optional channel."""
+    out: dict[str, list[str]] = {k: [] for k in keys}
+    if edges is None or not len(edges):
+        return list(out.values())
+    s_col = "source" if "source" in edges.columns else "src"
+    t_col = "target" if "target" in edges.columns else "dst"
+    if s_col not in edges.columns or t_col not in edges.columns:
+        raise ConfigError(f"circuit {name!r}: its edge table needs source and target columns; got "
+                          f"{[str(c) for c in edges.columns]}")
+    chans = edges["channel"].tolist() if "channel" in edges.columns else [""] * len(edges)
+    for src, dst, ch in zip(edges[s_col].astype(str), edges[t_col].astype(str), chans):
+        ch = "" if ch is None or (isinstance(ch, float) and np.isnan(ch)) else str(ch)
+        if ch not in CHANNELS:
+            raise ConfigError(f"circuit {name!r}: edge {src} -> {dst} has channel {ch!r}; valid: {list(CHANNELS)}")
+        if src not in out or dst not in out:
+            raise ConfigError(f"circuit {name!r}: edge {src} -> {dst} joins node(s) "
+                              f"{[k for k in (src, dst) if k not in out]} that are not among the circuit's nodes")
+        out[src].append(ch + CIRCUIT_EDGE_SEP + dst)
+    return list(out.values())

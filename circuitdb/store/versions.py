@@ -116,6 +116,8 @@ def check_schema(store: "EmbeddedStore") -> None:
             store._exec(stmt)
         if "step" not in store._df(cy.LB_GRAPH_COLUMNS)["name"].tolist():  # stores from before Graph.step
             store._exec(cy.LB_ADD_GRAPH_STEP)
+        if "edges" not in store._df(cy.LB_INCLUDES_COLUMNS)["name"].tolist():  # before circuit edge memberships
+            store._exec(cy.LB_ADD_INCLUDES_EDGES)
 
 
 # ---------------------------------------------------------------------------------------------------- counts
@@ -190,7 +192,7 @@ def _relink_circuits(store: "EmbeddedStore", graph_id: str, graph: "AttributionG
     (ConfigError naming them) when a circuit's node is not in the new graph."""
     rows = store._df(cy.CIRCUIT_KEYS_OF_GRAPH, {"graph_id": graph_id})
     if not len(rows):
-        return pd.DataFrame({"from": [], "to": []})
+        return pd.DataFrame({"from": [], "to": [], "edges": []})
     keys = set(graph.keys.tolist())
     lost = rows[~rows["key"].isin(keys)]
     if len(lost):
@@ -199,7 +201,8 @@ def _relink_circuits(store: "EmbeddedStore", graph_id: str, graph: "AttributionG
             f"rewriting graph {graph_id!r} would break its saved circuit(s) {names}: node(s) "
             f"{sorted(set(lost['key']))[:5]} are not in the new graph; delete those circuits first "
             "(store.delete_graph / re-save them) or keep those nodes")
-    return pd.DataFrame({"from": rows["uid"].tolist(), "to": [rw.node_uid(sid, k) for k in rows["key"].tolist()]})
+    return pd.DataFrame({"from": rows["uid"].tolist(), "to": [rw.node_uid(sid, k) for k in rows["key"].tolist()],
+                         "edges": [list(e) if isinstance(e, (list, tuple)) else [] for e in rows["edges"]]})
 
 
 def _graph_table(props: list[dict[str, Any]]) -> Any:
@@ -220,6 +223,7 @@ def write_versions(store: "EmbeddedStore", graphs: "list[AttributionGraph]", gid
     top = store._df(cy.LB_MAX_SEQ).iat[0, 0]
     seq0 = (0 if pd.isna(top) else int(top)) + 1
     nodes, edges, inst, units, props, includes, sids = [], [], [], [], [], [], []
+    seen_units: set[str] = set()
     for i, (gid, g) in enumerate(zip(gids, graphs)):
         sid = rw.new_sid(gid)
         uids = rw.node_uids(g, sid)
@@ -228,7 +232,10 @@ def write_versions(store: "EmbeddedStore", graphs: "list[AttributionGraph]", gid
         nodes.append(rw.node_table(g, gid, uids, sid=sid))
         edges.append(rw.edge_table(g, gid, uids))
         inst.append(rw.instance_rows(g, gid, uids, unit_ids))
-        units.append(rw.unit_frame(g, unit_ids))
+        fresh = set(unit_ids.tolist()) - seen_units  # graphs of one model share their units: build their rows once
+        if fresh or not units:
+            units.append(rw.unit_frame(g, unit_ids))
+            seen_units |= fresh
         props.append(rw.graph_props(g, gid, sid=sid, current=False, seq=seq0 + i))
         if gid in rewritten:  # only an id that has a version can have saved circuits
             includes.append(_relink_circuits(store, gid, g, sid))
@@ -254,8 +261,10 @@ def write_versions(store: "EmbeddedStore", graphs: "list[AttributionGraph]", gid
     except BaseException as e:
         if not copied:  # rolled back: nothing of these versions is stored
             journal.remove()
-        else:  # COMMIT failed (e.g. a full disk in its checkpoint): whatever it kept is not current; collect it
-            _collect_quietly(store, sids)
+        # else COMMIT itself failed (a full disk fails its checkpoint: "committed successfully, but the post-commit
+        # checkpoint failed"): whatever it kept is not current, and the journal names it for the next open. No
+        # write is tried now: after a failed checkpoint on a full disk, one more write made Ladybug 0.22 abort the
+        # process when the database closed (std::terminate in the close), while closing without one was clean.
         raise _write_error(store, gids, e, "before the new version was complete") from e
     finally:
         store._forget_copies()
@@ -265,7 +274,8 @@ def write_versions(store: "EmbeddedStore", graphs: "list[AttributionGraph]", gid
         with store._transaction():
             store._exec(cy.LB_FLIP, {"rows": [{"id": g, "sid": s} for g, s in zip(gids, sids)]})
     except BaseException as e:
-        _collect_quietly(store, sids)  # complete but not current: nobody reads them
+        if not _disk_full(e):  # complete but not current: nobody reads them (on a full disk: the next open)
+            _collect_quietly(store, sids)
         raise _write_error(store, gids, e, "when it was to become current") from e
     phase("flipped")
     try:
@@ -299,20 +309,32 @@ def _collect_quietly(store: "EmbeddedStore", sids: list[str]) -> None:
 
 def _write_error(store: "EmbeddedStore", gids: list[str], e: BaseException, when: str) -> BaseException:
     """A StoreError naming the graph(s) for an engine or disk failure; other errors (ours, KeyboardInterrupt) as
-    they are."""
+    they are. The engine's "Transaction committed successfully, but the post-commit checkpoint failed" is not
+    repeated: nothing of the write became current, whatever the engine kept is collected on the next open."""
     if isinstance(e, (CircuitDBError, KeyboardInterrupt, SystemExit)) or not isinstance(e, (RuntimeError, OSError)):
         return e
-    what = f"graph {gids[0]!r}" if len(gids) == 1 else f"{len(gids)} graphs ({gids[:3]}…)"
-    disk = " (is the disk full?)" if _disk_full(e) else ""
+    what = f"graph {gids[0]!r}" if len(gids) == 1 else f"{len(gids)} graphs ({', '.join(map(repr, gids[:3]))}…)"
+    text = str(e)
+    if "committed successfully" in text and ": " in text:  # the cause is what failed the checkpoint
+        text = text.split("recovered on restart: ", 1)[-1]
+    cause = _disk_full(e) or "the database engine failed"
     return StoreError(
-        f"writing {what} to the embedded store {str(store.path)!r} failed {when}{disk}: {e}. Nothing of this write "
-        "is visible; the previously stored version (if any) is unchanged and current")
+        f"writing {what} to the embedded store {str(store.path)!r} failed {when}: {cause} ({text}). Nothing of "
+        "this write is visible: the stored version, if any, is unchanged and current; what the write left is "
+        "collected the next time the store is opened" + (" with space free" if _disk_full(e) else ""))
 
 
-def _disk_full(e: BaseException) -> bool:
+def _disk_full(e: BaseException) -> str | None:
+    """What ran out when ``e`` is a disk-space failure (ENOSPC, EFBIG, EDQUOT — as an OSError or in the engine's
+    message), else None."""
     import errno
 
-    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
-        return True
+    code = e.errno if isinstance(e, OSError) else None
     text = str(e).lower()
-    return any(t in text for t in ("no space", "file too large", "disk full", "quota"))
+    if code == errno.ENOSPC or "no space left" in text:
+        return "the disk is full"
+    if code == errno.EFBIG or "file too large" in text:
+        return "a file size limit was reached"
+    if code == errno.EDQUOT or "quota exceeded" in text:
+        return "the disk quota is exceeded"
+    return None

@@ -82,3 +82,14 @@ def test_bfloat16_runs_with_float32_accumulation(model):
     assert len(common) >= 0.8 * len(a)
     top = sorted(a, key=lambda k: -abs(a[k]))[:50]
     assert np.corrcoef([a[k] for k in top if k in b], [b[k] for k in top if k in b])[0, 1] > 0.95
+
+
+def test_fingerprint_of_a_real_size_tensor():
+    """GPT-2's embedding (38.6M values) and any tensor above 2^24 elements: the sampled indices stay in range (float32
+    sampling positions ran past the end) and the fingerprint still sees the last value."""
+    from circuitdb.identity import tensor_fingerprint
+
+    t = torch.zeros(2 ** 24 + 7)
+    a = tensor_fingerprint(t)
+    t[-1] = 1.0
+    assert tensor_fingerprint(t) != a

@@ -42,7 +42,8 @@ def test_graph_equals_a_direct_attribute_call(tmp_path: Path) -> None:
                                  head_stats=False)
     with open_store(f"embedded:{tmp_path}/st") as st:
         stored = st.read_graph(s.graph_ids[1])
-    assert stored.diff(direct, meta=False, atol=1e-12) == []
+    # the job computes its one-prompt graphs in batched passes (float32: equal to rounding, ~4e-7 relative)
+    assert stored.diff(direct, meta=False, atol=1e-4) == []
 
 
 def test_shards_union_equals_the_unsharded_run(tmp_path: Path) -> None:
@@ -97,18 +98,19 @@ def test_a_failing_store_stops_with_a_resumable_state(tmp_path: Path) -> None:
     assert s.skipped == n_before and s.written == 10 - n_before
 
 
-def test_a_failing_prompt_stops_the_job_and_keeps_what_was_computed(tmp_path: Path, monkeypatch) -> None:
+@pytest.mark.parametrize("method", ["eap", "patching"])  # batched per-prompt passes, and one graph at a time
+def test_a_failing_prompt_stops_the_job_and_keeps_what_was_computed(tmp_path: Path, monkeypatch, method) -> None:
     from circuitdb.ingest import plan
 
-    spec = induction_job(n=6)
-    real = plan.SourceContext.compute
+    spec = induction_job(n=6, method=method)
+    real = plan.SourceContext._finish
 
-    def boom(self, j, gid):  # noqa: ANN001
+    def boom(self, j, g):  # noqa: ANN001
         if j == 3:
             raise RuntimeError("CUDA out of memory (simulated)")
-        return real(self, j, gid)
+        return real(self, j, g)
 
-    monkeypatch.setattr(plan.SourceContext, "compute", boom)
+    monkeypatch.setattr(plan.SourceContext, "_finish", boom)
     with pytest.raises(circuitdb.AttributionError, match=r"computing graph .* group 3\): CUDA out of memory"):
         run_job(spec, store=f"embedded:{tmp_path}/st")
     with open_store(f"embedded:{tmp_path}/st") as st:
@@ -156,3 +158,14 @@ def test_feature_job_stores_pruned_graphs(tmp_path: Path) -> None:
         g = st.read_graph(s.graph_ids[0])
     assert g.meta["granularity"] == "feature" and len(g.meta["dictionary_ids"]) == 3
     assert g.meta["pruned"]["method"] == "influence" and g.n_edges <= g.meta["pruned"]["raw_edges"]
+
+
+def test_writer_thread_where_it_pays() -> None:
+    from circuitdb.ingest.examples import toy_ioi_feature_job
+    from circuitdb.ingest.runner import overlaps
+
+    assert not overlaps(induction_job())  # batched one-prompt EAP: inline writes (GIL contention, bench/README)
+    assert overlaps(induction_job(method="patching")) and overlaps(induction_job(prompts_per_graph=2))
+    assert overlaps(toy_ioi_feature_job(n=1))
+    on = induction_job().model_copy(update={"write": induction_job().write.model_copy(update={"overlap": True})})
+    assert overlaps(on)

@@ -76,12 +76,19 @@ def test_browser_form_draws_what_the_named_query_answers(neo, name, params):
 
     bound = get_query(name).bind(params)
     rows = _run(neo, browser_form(name), bound)
-    assert rows and all(isinstance(v, (Node, Relationship, Path)) for r in rows for v in r), "not a graph"
+    assert rows and all(isinstance(v, (Node, Relationship, Path)) or (v is None and name == "circuit_edges")
+                        for r in rows for v in r), "not a graph"
     df = query(neo, name, **params)
     limit = bound.get("limit")
     rels = [v for r in rows for v in r if isinstance(v, Relationship)]
     paths = [v for r in rows for v in r if isinstance(v, Path)]
-    if name in ("top_edges", "compare_graphs", "induction_pairs", "circuit_emergence", "max_abs_weight"):
+    if name == "circuit_edges":  # the circuit's nodes, its edges first
+        assert len(rows) <= limit and all(len(r) == 3 for r in rows)
+        got = [(r[0]["key"], r[2]["key"], r[1]["channel"]) for r in rows if r[1] is not None]
+        assert got == list(zip(df.source, df.target, df.channel))
+        if limit > len(got):  # room left: the circuit's nodes without circuit edges out of them come next
+            assert {r[0]["key"] for r in rows if r[1] is None} == ({"E"} | set(df.target)) - set(df.source)
+    elif name in ("top_edges", "compare_graphs", "induction_pairs", "circuit_emergence", "max_abs_weight"):
         assert len(rows) == len(rels) <= (limit or 1)
         got = [(e.start_node["key"], e.end_node["key"], e["channel"]) for e in rels]
         if name == "max_abs_weight":

@@ -14,7 +14,7 @@ from circuitdb.circuits.query import get_query, list_queries, query
 from circuitdb.errors import QueryError
 
 LIBRARY = {"top_edges", "upstream", "downstream", "paths_between", "induction_pairs", "ioi_circuit",
-           "recurring_units", "compare_graphs", "feature_paths"}
+           "recurring_units", "compare_graphs", "feature_paths", "circuit_edges"}
 
 
 def _feature_graph(seed=0):
@@ -48,10 +48,19 @@ def library_graphs() -> dict:
     return graphs
 
 
+#: a saved circuit of "big": its 40 strongest edges, their nodes and one node without a circuit edge
+CIRCUIT = ("big", "top40", 40)
+
+
 def fill_library(s) -> None:
     GRAPHS.update(library_graphs())
     for g in GRAPHS.values():
         s.write_graph(g)
+    gid, name, n = CIRCUIT
+    top = edge_frame(GRAPHS[gid]).sort_values("abs_weight", ascending=False, kind="stable").head(n)
+    keys = list(dict.fromkeys([*top.source, *top.target, "E"]))
+    s.save_circuit(name, gid, keys, method="topn", params={"n": n}, scores={},
+                   edges=top[["source", "target", "channel", "weight"]])
 
 
 @pytest.fixture(scope="module", params=STORE_KINDS)
@@ -240,6 +249,17 @@ def test_recurring_units(store):
     assert (query(store, "recurring_units", min_weight=2.5, kind="head", min_graphs=2)["n_graphs"] >= 2).all()
 
 
+def test_circuit_edges_follow_the_saved_membership(store):
+    gid, name, n = CIRCUIT
+    exp = edge_frame(store.graphs[gid]).sort_values(["abs_weight", "source", "target", "channel"],
+                                                    ascending=[False, True, True, True]).head(n)
+    df = query(store, "circuit_edges", graph_id=gid, name=name)
+    assert list(zip(df.source, df.target, df.channel)) == list(zip(exp.source, exp.target, exp.channel))
+    np.testing.assert_allclose(df["weight"], exp["weight"])
+    assert len(query(store, "circuit_edges", graph_id=gid, name=name, limit=7)) == 7
+    assert len(query(store, "circuit_edges", graph_id="big2", name=name)) == 0
+
+
 def test_parameter_checks(store):
     with pytest.raises(QueryError, match="needs parameter 'graph_id'"):
         query(store, "top_edges")
@@ -285,7 +305,7 @@ def test_query_files_and_typos(store, tmp_path):
     f.write_text("// mine: count a graph's nodes\n// @param graph_id: string   the graph\n"
                  "MATCH (n:Node {graph_id: $graph_id}) RETURN count(n) AS n\n")
     assert int(query(store, str(f), graph_id="big")["n"].iat[0]) == store.graphs["big"].n_nodes
-    with pytest.raises(QueryError, match="valid options: circuit_emergence, compare_graphs"):
+    with pytest.raises(QueryError, match="valid options: circuit_edges, circuit_emergence, compare_graphs"):
         query(store, "top-edges", graph_id="big")
     bad = tmp_path / "bad.cypher"
     bad.write_text("// bad: uses an undeclared parameter\nMATCH (n:Node {graph_id: $gid}) RETURN n\n")

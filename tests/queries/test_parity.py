@@ -36,6 +36,7 @@ PARITY: dict[str, list[dict]] = {
                                                feeder_channel="v")],
     "recurring_units": [dict(min_weight=2.5, kind="head", limit=1000), dict(min_weight=0.5, min_graphs=3, limit=80)],
     "compare_graphs": [dict(graph_a="big", graph_b="big2", min_weight=1.0, max_ratio=0.5, limit=100_000)],
+    "circuit_edges": [dict(graph_id="big", name="top40"), dict(graph_id="big", name="top40", limit=12)],
     "circuit_emergence": [dict(source="A0.1", target="A1.1", channel="k", threshold=1.0),
                           dict(source="A0.3", target="A1.1", channel="v", threshold=10.0, job="sweep-")],
 }

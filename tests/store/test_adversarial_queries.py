@@ -3,7 +3,9 @@ transaction control, every write and file clause in odd casing. Each must be ref
 table byte-for-byte unchanged (checksums of all rows of all tables) and no file written.
 
 Two walls: the lexical check (:mod:`circuitdb.store.readonly`, read under both comment readings) and the engine
-(one prepared statement, inside a READ ONLY transaction). ``test_engine_wall_alone`` turns the first one off.
+(one prepared statement; its ``EXPLAIN`` plan made of read operators only, :mod:`circuitdb.store.plan_check`;
+inside a READ ONLY transaction). ``test_engine_wall_alone`` and ``test_engine_refuses_files_and_transactions``
+turn the first one off.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from synthetic_graphs import mixed_graph
 from circuitdb.errors import QueryError
 from circuitdb.store import cypher as cy
 from circuitdb.store import embedded as emb
+from circuitdb.store import plan_check
 from circuitdb.store.embedded import EmbeddedStore
 
 
@@ -102,6 +105,45 @@ def test_engine_wall_alone(store, monkeypatch, text):
     except QueryError:
         pass
     assert checksum(store) == before
+
+
+#: file writes and transaction control that a READ ONLY transaction lets through: the plan check refuses them alone
+ENGINE_ONLY = [
+    "COPY (MATCH (g:Graph) RETURN g.id) TO '{out}'", "copy (match (g:Graph) return g.id) to '{out}'",
+    "CoPy (MATCH (n:Node) RETURN n.uid, n.label) tO '{out}'",
+    "/* **/ 'x */ COPY (MATCH (g:Graph) RETURN g.id) TO '{out}' //'",
+    "// a comment\nCOPY (MATCH (g:Graph) RETURN g.meta) TO '{out}' (header=true)",
+    "/* c */ copy /* c */ (MATCH (g:Graph) RETURN g.id) /* c */ to '{out}'",
+    "EXPORT DATABASE '{out}'", "export database '{out}'", "ExPoRt DaTaBaSe '{out}' (format='parquet')",
+    "/* **/ 'x */ EXPORT DATABASE '{out}' //'", "// x\n export /* y */ database '{out}'",
+    "COMMIT", "commit", "CoMmIt", "/* c */ COMMIT", "ROLLBACK", "CHECKPOINT", "checkpoint",
+    "BEGIN TRANSACTION", "begin transaction read only",
+    "MATCH (n:Node) SET n.label = 'x'", "create (:Graph {sid: 'e', id: 'e'})", "DROP TABLE Circuit",
+    "CALL clear_warnings()", "CALL threads=1", "CREATE MACRO m(x) AS x + 1",
+]
+
+
+@pytest.mark.parametrize("text", ENGINE_ONLY)
+def test_engine_refuses_files_and_transactions(store, tmp_path, monkeypatch, text):
+    """With the lexical check off, the engine's plan refuses COPY … TO, EXPORT, transaction control and writes
+    before anything runs: QueryError, no file, every table unchanged, the READ ONLY transaction not ended."""
+    monkeypatch.setattr(emb, "assert_read_only", lambda cypher: None)
+    out = tmp_path / "leak"
+    before = checksum(store)
+    with pytest.raises(QueryError, match="does not only read|failed before it ran"):
+        store.run(text.replace("{out}", str(out)))
+    assert checksum(store) == before
+    # planning EXPORT DATABASE creates its (empty) target directory; nothing else may appear, and no file at all
+    assert not out.exists() or (out.is_dir() and not any(out.iterdir()) and "EXPORT" in text.upper())
+    assert store.run("RETURN 1 AS one")["one"].tolist() == [1]
+
+
+def test_plan_check_is_an_allow_list():
+    """An operator or table function the module does not know is refused; a plan without operators too."""
+    assert plan_check.plan_refusal("│ RESULT_COLLECTOR[1] │\n│ SCAN_NODE_TABLE[0] │") is None
+    assert "NEW_WRITER" in plan_check.plan_refusal("│ RESULT_COLLECTOR[1] │\n│ NEW_WRITER[0] │")
+    assert "FTS_QUERY" in plan_check.plan_refusal("│ TABLE_FUNCTION_CALL[0] │ Function: FTS_QUERY")
+    assert "no operator" in plan_check.plan_refusal("")
 
 
 @pytest.mark.parametrize("text", [

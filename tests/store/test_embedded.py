@@ -123,3 +123,28 @@ def test_a_store_locked_by_another_process_names_the_path(tmp_path):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_store_from_before_circuit_edge_memberships_is_upgraded_on_open(tmp_path):
+    """INCLUDES.edges (a circuit's edge membership) is added to an older store when it is opened writable; its old
+    circuits (links without edges) still read, re-link on a rewrite, and list no edges until saved again."""
+    import ladybug
+
+    from circuitdb.circuits.query import query
+
+    (tmp_path / "db").mkdir()
+    db = ladybug.Database(str(tmp_path / "db" / emb.DB_FILE))
+    conn = ladybug.Connection(db)
+    for stmt in cy.LB_SCHEMA:
+        conn.execute(stmt.replace(", edges STRING[])", ")"))
+    assert "edges" not in conn.execute(cy.LB_INCLUDES_COLUMNS).get_as_df()["name"].tolist()
+    del conn, db
+    g = mixed_graph("old", n_edges=300)
+    with EmbeddedStore(tmp_path / "db") as s:
+        assert "edges" in s.run(cy.LB_INCLUDES_COLUMNS)["name"].tolist()
+        s.write_graph(g)
+        s.save_circuit("c", "old", ["A0.0@0", "L:7@4"], method="m", params={}, scores={})
+        s.run("MATCH (:Circuit)-[i:INCLUDES]->() SET i.edges = NULL", write=True)  # as an older version left it
+        assert query(s, "circuit_edges", graph_id="old", name="c").empty
+        s.write_graph(g)  # re-linked
+        assert s.read_circuit_record("c")["node_keys"] == ["A0.0@0", "L:7@4"]

@@ -288,6 +288,37 @@ def test_rewrite_relinks_circuits_or_refuses_naming_them(store, graph):
     assert count(store, "MATCH (:Circuit)-[r:INCLUDES]->() RETURN count(r)") == 2  # old links went with the old nodes
 
 
+def test_circuit_edges_are_a_membership_the_queries_follow(store, graph):
+    """A saved circuit's edges are listed on its INCLUDES links (``channel:target``) and followed in the graph by
+    queries/circuit_edges.cypher; a rewrite of the graph re-links them (same edges, the new weights)."""
+    from circuitdb.circuits.query import query
+    from circuitdb.graph import CHANNELS
+
+    store.write_graph(graph)
+    top = np.argsort(-graph.abs_weight, kind="stable")[:6]
+    edges = pd.DataFrame({"source": graph.keys[graph.src[top]], "target": graph.keys[graph.dst[top]],
+                          "channel": np.asarray(CHANNELS, dtype=object)[graph.channel[top]],
+                          "weight": graph.weight[top]})
+    keys = list(dict.fromkeys([*edges.source, *edges.target, "E@0"]))
+    store.save_circuit("c", graph.id, keys, method="topn", params={}, scores={}, edges=edges)
+    want = list(zip(edges.source, edges.target, edges.channel))
+    df = query(store, "circuit_edges", graph_id=graph.id, name="c")
+    assert list(zip(df.source, df.target, df.channel)) == want  # strongest first, as saved
+    np.testing.assert_allclose(df["weight"], edges["weight"])
+    doubled = AttributionGraph(graph.nodes, graph.src, graph.dst, graph.weight * 2, graph.channel, graph.meta)
+    store.write_graph(doubled)
+    df = query(store, "circuit_edges", graph_id=graph.id, name="c")
+    assert list(zip(df.source, df.target, df.channel)) == want
+    np.testing.assert_allclose(df["weight"], 2 * edges["weight"])
+    assert store.read_circuit_record("c")["node_keys"] == [k for k in graph.keys if k in set(keys)]
+    before = row_counts(store)
+    with pytest.raises(ConfigError, match="not among the circuit's nodes"):
+        store.save_circuit("bad", graph.id, keys[:1], method="m", params={}, scores={}, edges=edges)
+    with pytest.raises(ConfigError, match="channel 'x'"):
+        store.save_circuit("bad", graph.id, keys, method="m", params={}, scores={}, edges=edges.assign(channel="x"))
+    assert row_counts(store) == before
+
+
 def test_graph_ids_that_prefix_each_other_do_not_collide(store):
     """uids are ``sid/key`` with a fresh sid per version: graph 'a' key 'b/c' and graph 'a/b' key 'c' (the same
     ``graph_id/key`` string) are both stored, each intact."""
