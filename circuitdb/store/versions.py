@@ -317,17 +317,24 @@ def _write_error(store: "EmbeddedStore", gids: list[str], e: BaseException, when
     text = str(e)
     if "committed successfully" in text and ": " in text:  # the cause is what failed the checkpoint
         text = text.split("recovered on restart: ", 1)[-1]
-    cause = "the disk is full" if _disk_full(e) else "the database engine failed"
+    cause = _disk_full(e) or "the database engine failed"
     return StoreError(
         f"writing {what} to the embedded store {str(store.path)!r} failed {when}: {cause} ({text}). Nothing of "
         "this write is visible: the stored version, if any, is unchanged and current; what the write left is "
         "collected the next time the store is opened" + (" with space free" if _disk_full(e) else ""))
 
 
-def _disk_full(e: BaseException) -> bool:
+def _disk_full(e: BaseException) -> str | None:
+    """What ran out when ``e`` is a disk-space failure (ENOSPC, EFBIG, EDQUOT — as an OSError or in the engine's
+    message), else None."""
     import errno
 
-    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
-        return True
+    code = e.errno if isinstance(e, OSError) else None
     text = str(e).lower()
-    return any(t in text for t in ("no space", "file too large", "disk full", "quota"))
+    if code == errno.ENOSPC or "no space left" in text:
+        return "the disk is full"
+    if code == errno.EFBIG or "file too large" in text:
+        return "a file size limit was reached"
+    if code == errno.EDQUOT or "quota exceeded" in text:
+        return "the disk quota is exceeded"
+    return None
