@@ -140,7 +140,7 @@ def run_job(spec: "JobSpec", *, store: "GraphStore | str | None" = None, shard: 
     t_start = time.perf_counter()
     try:
         plan = make_plan(spec, base_dir=base_dir)
-        threaded = overlaps(spec) if threaded is None else threaded
+        threaded = overlaps(spec, st) if threaded is None else threaded
         total = sum(1 for i in range(plan.n_items) if i % n == k)
         summary.graphs = total
         emit("start", {"total": total, "sources": len(plan.sources), "groups": plan.n_groups})
@@ -168,10 +168,14 @@ def run_job(spec: "JobSpec", *, store: "GraphStore | str | None" = None, shard: 
     return summary
 
 
-def overlaps(spec: "JobSpec") -> bool:
+def overlaps(spec: "JobSpec", store: "GraphStore | None" = None) -> bool:
     """Whether the writer runs on its own thread: ``write.overlap``, else on except for batched one-prompt component
-    jobs (EAP / EAP-IG), where a writer thread costs more in GIL contention than it hides (bench/README.md)."""
-    return spec.write.overlap if spec.write.overlap is not None else not batched(spec)
+    jobs (EAP / EAP-IG) into the embedded store, where a writer thread costs more in GIL contention than it hides
+    (bench/README.md); a server store's writer mostly waits on the network, so there it stays on."""
+    if spec.write.overlap is not None:
+        return spec.write.overlap
+    embedded = store is None or str(getattr(store, "uri", "")).startswith("embedded:")
+    return not (batched(spec) and embedded)
 
 
 def _stopped(spec: "JobSpec", s: IngestSummary, what: str, err: BaseException) -> CircuitDBError:

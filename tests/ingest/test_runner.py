@@ -169,3 +169,8 @@ def test_writer_thread_where_it_pays() -> None:
     assert overlaps(toy_ioi_feature_job(n=1))
     on = induction_job().model_copy(update={"write": induction_job().write.model_copy(update={"overlap": True})})
     assert overlaps(on)
+
+    class Server:  # a Neo4j store: its writer waits on the network
+        uri = "bolt://example:7687"
+
+    assert overlaps(induction_job(), Server()) and not overlaps(induction_job(), None)
