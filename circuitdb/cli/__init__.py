@@ -32,7 +32,7 @@ _COMMAND_MODULES = (
     "circuitdb.cli.render",      # render (formats engineer)
     "circuitdb.cli.formats",     # label (formats engineer)
     "circuitdb.cli.neo4j",       # neo4j init|gc|style|guide
-    "circuitdb.cli.steer",       # steer (science engineer)
+    "circuitdb.cli.steer",       # steer, lens (science engineer)
 )
 
 

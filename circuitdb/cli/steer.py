@@ -1,5 +1,5 @@
 """``circuitdb steer``: intervene on heads, MLPs and features by node key; see the logits and generated text move,
-and check a stored feature graph's prediction against the real model."""
+and check a stored feature graph's prediction against the real model. ``circuitdb lens``: logit-lens node labels."""
 
 from __future__ import annotations
 
@@ -10,6 +10,27 @@ from circuitdb.cli.common import STORE_OPTION
 
 def register(app: typer.Typer) -> None:
     app.command("steer")(steer_cmd)
+    app.command("lens")(lens_cmd)
+
+
+def lens_cmd(
+    graph_id: str = typer.Argument(..., metavar="GRAPH_ID", help="The stored graph whose nodes get lens labels."),
+    model: str = typer.Option(..., "--model", "-m", help="Zoo or pretrained model name (the graph's model)."),
+    k: int = typer.Option(3, "--k", help="Tokens per label."),
+    store: str = STORE_OPTION,
+) -> None:
+    """Label every head / MLP / feature / error node of a stored graph with its logit lens (the tokens it promotes
+    most: its direct effect on each logit at its position); shown as the nodes' label and Browser caption."""
+    from rich.console import Console
+
+    import circuitdb
+    from circuitdb.cli.common import open_cli_store
+    from circuitdb.lens import label_stored_graph
+
+    lm = circuitdb.load_model(model)
+    with open_cli_store(store) as st:
+        n = label_stored_graph(st, graph_id, lm, k=k)
+    Console(highlight=False).print(f"lens labels on {n:,} node(s) of {graph_id}", markup=False)
 
 
 def _pairs(items: list[str] | None, op: str) -> list:

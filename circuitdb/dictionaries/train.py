@@ -157,9 +157,18 @@ def zoo_tokens(model, n: int, seed: int) -> Int[Tensor, "n seq"]:  # noqa: ANN00
     corrupted induction prompts), random tokens otherwise."""
     g = torch.Generator().manual_seed(seed)
     if getattr(model.cfg, "model_name", "") == "toy-ioi":
+        from circuitdb.models.train import RECIPES
         from circuitdb.models.train_ioi import IOIData
 
-        return IOIData().batch(g, n)[0]
+        data = IOIData(**RECIPES["toy-ioi"].data)  # the distribution toy-ioi was trained on
+        if not data.fillers_max:  # fixed positions: the shipped transcoders' text (IOIData's defaults)
+            return IOIData().batch(g, n)[0]
+        # one filler count per batch: batches of 64, right-padded with random words to the longest
+        chunks = [data.batch(g, 64)[0] for _ in range((n + 63) // 64)]
+        width = max(c.shape[1] for c in chunks)
+        pad = lambda c: torch.cat([c, torch.randint(1, model.cfg.d_vocab, (len(c), width - c.shape[1]),  # noqa: E731
+                                                    generator=g)], dim=1)
+        return torch.cat([pad(c) for c in chunks])[:n]
     if getattr(model.cfg, "model_name", "") == "toy-induction-2l":
         from circuitdb.tasks.induction import induction_task
 

@@ -27,7 +27,7 @@ def toy_induction_job(n: int = 1000, name: str = "toy-induction", **attribution:
         "data": {"task": "induction", "n": n, "seed": 0, "options": {"half_len": 16}},
         "attribution": {"granularity": "component", "method": "eap", "metric": "logprob", "batch_size": 64,
                         **attribution},
-        "write": {"graphs_per_transaction": 100},
+        "write": {"graphs_per_transaction": 250},
     }, name)
 
 

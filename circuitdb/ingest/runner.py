@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from circuitdb.errors import AttributionError, CircuitDBError, ConfigError, StoreError
-from circuitdb.ingest.plan import Plan, Source, make_plan, parse_shard
+from circuitdb.ingest.plan import Plan, Source, batched, make_plan, parse_shard
 
 if TYPE_CHECKING:  # pragma: no cover
     from circuitdb.graph import AttributionGraph
@@ -127,8 +127,9 @@ class _Writer(threading.Thread):
 
 def run_job(spec: "JobSpec", *, store: "GraphStore | str | None" = None, shard: str | tuple[int, int] | None = None,
             force: bool = False, on_event: Event | None = None, base_dir: str | Path | None = None,
-            threaded: bool = True) -> IngestSummary:
-    """Run ``spec`` into ``store`` (a store, a URI, or None = the job's ``store`` / ``$CIRCUITDB_STORE``)."""
+            threaded: bool | None = None) -> IngestSummary:
+    """Run ``spec`` into ``store`` (a store, a URI, or None = the job's ``store`` / ``$CIRCUITDB_STORE``).
+    ``threaded``: write on a thread while computing (default: the job's ``write.overlap``, see :func:`overlaps`)."""
     from circuitdb.store.base import open_store
 
     emit: Event = on_event or (lambda name, info: None)
@@ -139,6 +140,7 @@ def run_job(spec: "JobSpec", *, store: "GraphStore | str | None" = None, shard: 
     t_start = time.perf_counter()
     try:
         plan = make_plan(spec, base_dir=base_dir)
+        threaded = overlaps(spec, st) if threaded is None else threaded
         total = sum(1 for i in range(plan.n_items) if i % n == k)
         summary.graphs = total
         emit("start", {"total": total, "sources": len(plan.sources), "groups": plan.n_groups})
@@ -164,6 +166,16 @@ def run_job(spec: "JobSpec", *, store: "GraphStore | str | None" = None, shard: 
     log.info("ingest %s: %d graphs written, %d skipped, %.1f s", spec.name, summary.written, summary.skipped,
              summary.seconds)
     return summary
+
+
+def overlaps(spec: "JobSpec", store: "GraphStore | None" = None) -> bool:
+    """Whether the writer runs on its own thread: ``write.overlap``, else on except for batched one-prompt component
+    jobs (EAP / EAP-IG) into the embedded store, where a writer thread costs more in GIL contention than it hides
+    (bench/README.md); a server store's writer mostly waits on the network, so there it stays on."""
+    if spec.write.overlap is not None:
+        return spec.write.overlap
+    embedded = store is None or str(getattr(store, "uri", "")).startswith("embedded:")
+    return not (batched(spec) and embedded)
 
 
 def _stopped(spec: "JobSpec", s: IngestSummary, what: str, err: BaseException) -> CircuitDBError:
@@ -194,7 +206,7 @@ def _run_source(spec: "JobSpec", plan: Plan, m: int, source: Source, st: "GraphS
     if skipped:
         emit("skipped", {"graphs": skipped})
     if ctx.batched:  # many one-prompt graphs per batched pass
-        stream = ctx.compute_many(todo)
+        stream = ctx.compute_many(list(zip(mine, ids)), wanted={gid for _, gid in todo})
     else:
         stream = (ctx.compute(j, gid) for j, gid in todo)
     batch: list = []

@@ -157,6 +157,10 @@ class WriteSpec(_Table):
     graphs_per_transaction: int = Field(default=64, ge=1)
     max_edges_per_transaction: int = Field(default=500_000, ge=1)
     queue: int = Field(default=4, ge=1)  # batches waiting for the writer thread (bounds memory)
+    # write on a thread while the next graphs are computed: true / false; unset = where it was measured to pay
+    # (feature graphs, one-graph-at-a-time component jobs, server stores; not batched one-prompt component jobs
+    # into the embedded store, whose writer thread contends with attribution for the GIL: 0.85x measured)
+    overlap: bool | None = None
 
 
 class JobSpec(_Table):

@@ -5,7 +5,7 @@ Both stores (embedded Ladybug, Neo4j) implement the same schema (DESIGN.md):
     (:Graph {id, ...meta})
     (:Node {uid, graph_id, key, kind, layer, head, pos, feature, ...})-[:ATTRIBUTES {weight, abs_weight, channel}]->(:Node)
     (:Node)-[:INSTANCE_OF]->(:Unit {uid, model, kind, layer, head, dictionary, feature})
-    (:Circuit {uid, name, graph_id, method, params, scores})-[:INCLUDES]->(:Node)
+    (:Circuit {uid, name, graph_id, method, params, scores})-[:INCLUDES {edges}]->(:Node)  # rows.circuit_edge_lists
 
 ``uid = graph_id + "/" + key``. Writing a graph is atomic and idempotent by graph id. ``run`` executes read-only
 Cypher unless ``write=True``. Constructors never talk to servers; ``connect()`` (called lazily) does.

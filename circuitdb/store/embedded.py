@@ -66,6 +66,7 @@ class EmbeddedStore(GraphStore):
         self.uri = f"embedded:{path}"
         self._db: Any = None
         self._conn: Any = None
+        self._read_plans: set[tuple[str, tuple[tuple[str, str], ...]]] = set()  # texts whose plan only reads
 
     def __repr__(self) -> str:
         return f"EmbeddedStore({str(self.path)!r}, read_only={self.read_only})"
@@ -309,10 +310,21 @@ class EmbeddedStore(GraphStore):
                     self._forget_copies()
             with self._transaction(read_only=True):
                 prepared = self._prepare(cypher)
-                plan = self._conn.execute(self._prepare(EXPLAIN + cypher), p).get_as_df()
-                assert_plan_reads("\n".join(map(str, plan.iloc[:, 0].tolist())) if len(plan.columns) else "",
-                                  cypher)
+                self._check_plan(cypher, p)
                 return self._result_df(self._conn.execute(prepared, p))
+
+    def _check_plan(self, cypher: str, params: dict[str, Any]) -> None:
+        """Refuse ``cypher`` unless its ``EXPLAIN`` plan only reads (:mod:`.plan_check`). A text that passed, with
+        the same parameter names and types, is not planned again (parameters are values: they cannot turn a read
+        into a write); a few hundred texts are remembered."""
+        key = (cypher, tuple(sorted((k, type(v).__name__) for k, v in params.items())))
+        if key in self._read_plans:
+            return
+        plan = self._conn.execute(self._prepare(EXPLAIN + cypher), params).get_as_df()
+        assert_plan_reads("\n".join(map(str, plan.iloc[:, 0].tolist())) if len(plan.columns) else "", cypher)
+        if len(self._read_plans) >= 512:
+            self._read_plans.clear()
+        self._read_plans.add(key)
 
     def _prepare(self, cypher: str) -> Any:
         """One prepared statement; QueryError (nothing ran) when the engine refuses it, e.g. "We do not support

@@ -4,13 +4,15 @@ Schema (STORAGE_SPEC.md, the same logical schema as the embedded store): ``(:Gra
 written_at, n_nodes, n_edges, ...meta})`` per written version; ``(:Node:<Kind> {uid = sid/key, sid, graph_id, key,
 name, kind, ...})`` with ``<Kind>`` one of ``Embed Head Mlp Feature Error Logit`` and ``name`` the Browser caption
 (absent values are absent properties); ``(:Node)-[:ATTRIBUTES {weight, abs_weight, channel}]->(:Node)``,
-``(:Node)-[:INSTANCE_OF]->(:Unit)`` (units shared across graphs), ``(:Circuit)-[:INCLUDES]->(:Node)``.
+``(:Node)-[:INSTANCE_OF]->(:Unit)`` (units shared across graphs), ``(:Circuit)-[:INCLUDES {edges}]->(:Node)`` (each
+link lists the circuit's edges out of its node: :func:`circuitdb.store.rows.circuit_edge_lists`).
 
 Writes fit a server: a graph goes in bounded chunk transactions (≤ ``batch_size`` rows each: nodes, units with
 their INSTANCE_OF links, edges as columnar lists, never one map per edge) under a fresh storage id, then one small
 flip transaction verifies the counts, re-links the id's circuits, and makes the new version current. Readers follow
 only ``current`` Graph rows, so they see the old complete graph or the new one. Superseded versions are collected
-after the flip; incomplete ones (a writer killed mid-write) by :meth:`Neo4jStore.gc` once older than a lease.
+after the flip; incomplete ones (a writer killed mid-write) by :meth:`Neo4jStore.gc` once older than a lease. That
+write path lives in :mod:`circuitdb.store.neo4j_versions`.
 Every transaction is a managed one (``execute_write`` / ``execute_read``): the driver retries transient errors
 (deadlocks between writers MERGE-ing the same Units, leader switches, dropped connections) with backoff.
 

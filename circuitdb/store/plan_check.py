@@ -5,10 +5,10 @@ TRANSACTION READ ONLY`` both still run ``COPY (…) TO 'f'`` and ``EXPORT DATABA
 READ ONLY transaction), and its Python API does not expose a prepared statement's type or read-only flag (the C++
 ``PreparedStatement::isReadOnly`` exists in the extension module but is not bound; docs/design.md). What it
 does expose is ``EXPLAIN <statement>``: the statement parsed, bound and planned — not run — as a box per physical
-operator (``COPY_TO[3]``, ``EXPORT_DATABASE[1]``, ``TRANSACTION[0]``, ``INSERT[1]``, ``SET_PROPERTY[4]``, …). A user statement
-runs only if every operator of its plan is one of :data:`READ_OPERATORS` and every table function it calls is one of
-:data:`READ_TABLE_FUNCTIONS`; anything else, or a plan with no operator found, is refused (an allow-list: an
-operator this module does not know is refused, naming it).
+operator (``COPY_TO[3]``, ``EXPORT_DATABASE[1]``, ``TRANSACTION[0]``, ``INSERT[1]``, ``SET_PROPERTY[4]``, …).
+A user statement runs only if every operator of its plan is one of :data:`READ_OPERATORS` and every table function
+it calls is one of :data:`READ_TABLE_FUNCTIONS`; anything else, or a plan with no operator found, is refused (an
+allow-list: an operator this module does not know is refused, naming it).
 
 What EXPLAIN itself does: nothing is written for any write or file statement tried (tests/store/
 test_adversarial_queries.py), except that planning ``EXPORT DATABASE 'd'`` creates the empty directory ``d`` (the

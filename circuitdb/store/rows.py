@@ -366,7 +366,8 @@ def circuit_props(name: str, graph_id: str, *, method: str, params: dict[str, An
 
 
 def circuit_rows(name: str, graph_id: str, node_keys: Iterable[str], *, method: str, params: dict[str, Any],
-                 scores: dict[str, Any], edges: pd.DataFrame | None = None) -> tuple[dict[str, Any], list[str], list[str]]:
+                 scores: dict[str, Any], edges: pd.DataFrame | None = None
+                 ) -> tuple[dict[str, Any], list[str], list[str]]:
     """What both stores write for a circuit: its node properties, its distinct node keys and their node uids."""
     keys = list(dict.fromkeys(str(k) for k in node_keys))
     props = circuit_props(name, graph_id, method=method, params=params, scores=scores, edges=edges, n_nodes=len(keys))

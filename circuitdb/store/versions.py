@@ -2,12 +2,15 @@
 
 A write of graph id ``g`` is a new version ``sid = g@<random>`` (:func:`circuitdb.store.rows.new_sid`):
 
-1. ``PATH/pending/<uuid>.json`` names the sids being written (fsynced), so a crash between the steps below leaves
-   a note of what to collect;
+1. ``PATH/pending/<uuid>.json`` names the sids being written, so a crash between the steps below leaves a note of
+   what to collect (written and fsynced on a thread while step 2 copies; joined — durable — before ``COMMIT``);
 2. ONE transaction of ``COPY`` only: missing units, nodes, ``INSTANCE_OF``, edges, re-linked circuit memberships
    (``INCLUDES`` of the id's saved circuits, by node key) and the ``Graph`` rows with ``current = false``;
 3. the flip, its own small transaction: ``current = (sid = new sid)`` for every row of the id;
-4. the superseded versions are deleted, and the journal file removed.
+4. the superseded versions (the sids the ids had before the write) are deleted, and the journal file removed.
+
+A write that fails is a StoreError naming the graph(s) (:func:`_write_error`); after a failed ``COMMIT`` (a full
+disk fails its checkpoint) nothing more is written in this process — the journal stays for the next open.
 
 On open (:func:`recover`): an id with zero or several current rows gets its newest version whose recorded counts
 verify; then every non-current version, and every journal sid that is not current, is deleted.
@@ -317,17 +320,24 @@ def _write_error(store: "EmbeddedStore", gids: list[str], e: BaseException, when
     text = str(e)
     if "committed successfully" in text and ": " in text:  # the cause is what failed the checkpoint
         text = text.split("recovered on restart: ", 1)[-1]
-    cause = "the disk is full" if _disk_full(e) else "the database engine failed"
+    cause = _disk_full(e) or "the database engine failed"
     return StoreError(
         f"writing {what} to the embedded store {str(store.path)!r} failed {when}: {cause} ({text}). Nothing of "
         "this write is visible: the stored version, if any, is unchanged and current; what the write left is "
         "collected the next time the store is opened" + (" with space free" if _disk_full(e) else ""))
 
 
-def _disk_full(e: BaseException) -> bool:
+def _disk_full(e: BaseException) -> str | None:
+    """What ran out when ``e`` is a disk-space failure (ENOSPC, EFBIG, EDQUOT — as an OSError or in the engine's
+    message), else None."""
     import errno
 
-    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
-        return True
+    code = e.errno if isinstance(e, OSError) else None
     text = str(e).lower()
-    return any(t in text for t in ("no space", "file too large", "disk full", "quota"))
+    if code == errno.ENOSPC or "no space left" in text:
+        return "the disk is full"
+    if code == errno.EFBIG or "file too large" in text:
+        return "a file size limit was reached"
+    if code == errno.EDQUOT or "quota exceeded" in text:
+        return "the disk quota is exceeded"
+    return None

@@ -132,6 +132,9 @@ def test_ioi_circuit_roles_and_faithfulness(tmp_path):
              circuit.scores["faithfulness"])
     assert circuit.scores["faithfulness"] >= 0.8
     assert circuit.n_edges < graph.n_edges / 2
+    held = circuit.evaluate(model, split="held_out", n=64)  # 64 prompts none of which the attribution saw
+    log.info("held out: faithfulness %.3f", held.scores["faithfulness"])
+    assert held.scores["faithfulness"] >= 0.8
     circuit.save(store, "ioi-roles")
     assert "ioi-roles" in set(store.list_circuits()["name"])
     store.close()

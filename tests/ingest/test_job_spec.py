@@ -64,7 +64,7 @@ CASES = [
     (_with("ids", prefix="a/b"), "ids.prefix 'a/b' may hold only letters, digits and _.- (no '/')"),
     (_with("write", queue=0), "write.queue = 0: must be >= 1"),
     (_with("write", threads=2), "unknown key 'write.threads'; valid keys in [write]: graphs_per_transaction, "
-                                "max_edges_per_transaction, queue"),
+                                "max_edges_per_transaction, overlap, queue"),
     ({**BASE, "name": "a/b"}, "name 'a/b' may hold only letters, digits and _.- and must start with a letter or "
                               "digit"),
     ({k: v for k, v in BASE.items() if k != "data"}, "missing required key 'data'"),

@@ -102,3 +102,25 @@ def test_lens_labels_in_the_store_keep_descriptions(ioi, tmp_path) -> None:
     g2 = with_lens(model, fg, k=2)
     assert g2.nodes.set_index("key")["label"][feat].count("·") == 1
     assert lens_labels(model, [], lens[:0]) == {}
+
+
+def test_lens_cli(ioi, tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from circuitdb.cli import app
+
+    model, ds, _ = ioi
+    comp = circuitdb.attribute(model, "ioi", method="eap", n=4, seed=0, progress=False, head_stats=False,
+                               graph_id="comp-lens")
+    uri = f"embedded:{tmp_path / 'db'}"
+    with open_store(uri) as st:
+        st.write_graph(comp)
+    r = CliRunner().invoke(app, ["lens", comp.id, "-m", "toy-ioi", "--k", "2", "--store", uri])
+    assert r.exit_code == 0, r.output
+    n_nodes = int(comp.nodes.kind.isin(["head", "mlp"]).sum())
+    assert f"lens labels on {n_nodes} node(s)" in r.output
+    keys, lens = node_lens(model, comp)  # position-less nodes: the mean over the attribution prompts
+    with open_store(uri) as st:
+        back = st.read_graph(comp.id).nodes.set_index("key")["label"]
+    top = circuitdb.detokenize(model, [int(lens[keys.index("A2.1")].argmax())])[0].strip()
+    assert back["A2.1"].startswith(LENS_PREFIX + top + " ") and back["A2.1"].count("·") == 1

@@ -164,3 +164,15 @@ def test_checksum_sees_a_one_property_change(tmp_path):
     s.run("MATCH (n:Node) WHERE n.key = 'E@0' SET n.label = 'changed'", write=True)
     assert checksum(s) != before
     s.close()
+
+
+def test_a_read_is_planned_once_per_text_and_parameter_types(store, monkeypatch):
+    planned = []
+    real = store._prepare
+    monkeypatch.setattr(store, "_prepare", lambda c: (planned.append(c) if c.startswith(plan_check.EXPLAIN) else None)
+                        or real(c))
+    text = "RETURN $k AS v /* plan-cache test */"
+    for k in ("head", "mlp", "head"):
+        store.run(text, {"k": k})
+    store.run(text, {"k": 3})  # another parameter type: planned again
+    assert len(planned) == 2

@@ -10,6 +10,7 @@ import os
 import re
 import uuid
 
+import pandas as pd
 import pytest
 from browser import CHROMIUM, FLAGS, require_chromium
 from neo4j_double import sample_graph
@@ -51,8 +52,12 @@ def test_browser_draws_a_styled_graph(neo4j_server) -> None:
 
     gid = f"circuitdb-test-{uuid.uuid4().hex[:10]}"
     g = sample_graph(gid)
+    circuit = "path"
     with Neo4jStore() as store:
         store.write_graph(g)
+        store.save_circuit(circuit, gid, ["E@1", "A0.1@1", "A1.0@1", "L:5@1"], method="m", params={}, scores={},
+                           edges=pd.DataFrame({"source": ["E@1", "A0.1@1", "A1.0@1"],
+                                               "target": ["A0.1@1", "A1.0@1", "L:5@1"], "channel": ["q", "q", ""]}))
         bolt = neo4j_server["CIRCUITDB_NEO4J_URI"].split("://", 1)[1]
         query = ("MATCH (g:Graph {id: $graph_id, current: true}) MATCH (a:Node {sid: g.sid})-[e:ATTRIBUTES]->(b:Node) "
                  "RETURN a, e, b ORDER BY e.abs_weight DESC LIMIT 50")
@@ -111,6 +116,20 @@ def test_browser_draws_a_styled_graph(neo4j_server) -> None:
                 drawn = page.evaluate(f"""() => ({{
                     nodes: [...{newest}.querySelectorAll('svg g.node')].map(g => g.textContent),
                     rels: [...{newest}.querySelectorAll('svg g.relationship text')].map(t => t.textContent)}})""")
+                # a saved circuit, drawn by circuit_edges' Browser form with "Connect result nodes" off: its nodes
+                # and exactly its edges (E@1 → L:5@1 joins two of its nodes but is not one of its edges)
+                run(":config autoComplete: false")
+                run(f":param name => '{circuit}'")
+                run(":param limit => 50")
+                run(browser_form("circuit_edges"))
+                for _ in range(60):
+                    if page.evaluate(f"() => {newest}.querySelectorAll('svg g.node').length") >= 4:
+                        break
+                    page.wait_for_timeout(500)
+                page.wait_for_timeout(1500)
+                drawn_circuit = page.evaluate(f"""() => ({{
+                    nodes: [...{newest}.querySelectorAll('svg g.node')].map(g => g.textContent),
+                    rels: [...{newest}.querySelectorAll('svg g.relationship text')].map(t => t.textContent)}})""")
                 if os.environ.get("CIRCUITDB_BROWSER_SHOT"):
                     page.screenshot(path=os.environ["CIRCUITDB_BROWSER_SHOT"])
                 browser.close()
@@ -128,6 +147,8 @@ def test_browser_draws_a_styled_graph(neo4j_server) -> None:
     # the form drew the 3-hop path E@1 → A0.1@1 → A1.0@1 → L:5@1 (|0.9 · 1.1 · 2.5|) and the direct edge (0.02)
     assert sorted(t.strip() for t in drawn["nodes"]) == ["A0.1@1", "A1.0@1", "E@1 'cat'", "L:' France'@1"], drawn
     assert sorted(float(w) for w in drawn["rels"]) == [-1.1, -0.02, 0.9, 2.5], drawn
+    assert sorted(t.strip() for t in drawn_circuit["nodes"]) == ["A0.1@1", "A1.0@1", "E@1 'cat'", "L:' France'@1"]
+    assert sorted(float(w) for w in drawn_circuit["rels"]) == [-1.1, 0.9, 2.5], drawn_circuit
 
 
 def guide_blocks() -> tuple[dict, list[str]]:

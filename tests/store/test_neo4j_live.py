@@ -173,3 +173,31 @@ def test_a_reader_opens_only_read_sessions(store, gid, neo4j_server) -> None:
     assert driver.sessions and set(driver.sessions) == {READ}
     assert WRITE not in {c.mode for c in driver.calls}
     driver.close()
+
+
+def _db_checksum(store) -> str:
+    """Every node (labels, properties) and relationship (type, endpoints' properties, properties) of the database."""
+    import hashlib
+    import json
+
+    h = hashlib.sha256()
+    for q in ("MATCH (n) RETURN labels(n) AS l, properties(n) AS p",
+              "MATCH (a)-[r]->(b) RETURN type(r) AS t, properties(a) AS a, properties(b) AS b, properties(r) AS p"):
+        for row in sorted(json.dumps(r, sort_keys=True, default=str) for r in store.run(q).to_dict("records")):
+            h.update(row.encode())
+    return h.hexdigest()
+
+
+def test_the_hostile_queries_of_the_embedded_suite_are_refused_here_too(store, gid, tmp_path) -> None:
+    """tests/store/test_adversarial_queries.py's hostile texts through ``Neo4jStore.run``: each one a QueryError,
+    the database unchanged, no file written."""
+    from test_adversarial_queries import HOSTILE
+
+    store.write_graph(sample_graph(gid))
+    store.save_circuit("c", gid, ["A0.1@1", "L:5@1"], method="m", params={}, scores={})
+    out = tmp_path / "leak"
+    before = _db_checksum(store)
+    for text in HOSTILE:
+        with pytest.raises(QueryError):
+            store.run(text.replace("{out}", str(out)))
+    assert _db_checksum(store) == before and not out.exists()
