@@ -53,7 +53,7 @@ def _rss() -> int:
         return int(f.read().split()[1]) * resource.getpagesize()
 
 
-def one(cache: Path, n_tokens: int, cap: int | None, heads: bool) -> dict:
+def one(cache: Path, n_tokens: int, cap: int | None, heads: bool, prune: str = "influence") -> dict:
     import torch
 
     from circuitdb.attribution.features import attribute_features
@@ -80,12 +80,13 @@ def one(cache: Path, n_tokens: int, cap: int | None, heads: bool) -> dict:
     th = threading.Thread(target=poll, daemon=True)
     th.start()
     t0, w0 = time.process_time(), time.perf_counter()
-    g = attribute_features(model, toks, dicts, max_feature_nodes=cap, heads=heads, progress=False)
+    g = attribute_features(model, toks, dicts, max_feature_nodes=cap, heads=heads, progress=False,
+                           prune=None if prune == "none" else prune)
     dt, wall = time.process_time() - t0, time.perf_counter() - w0
     done.set()
     th.join()
     peak = max(peak[0], _rss())
-    return {"tokens": n_tokens, "cap": cap, "heads": heads, "forward_s": fwd, "attr_s": dt, "ratio": dt / fwd,
+    return {"tokens": n_tokens, "cap": cap, "heads": heads, "prune": prune, "forward_s": fwd, "attr_s": dt, "ratio": dt / fwd,
             "wall_s": wall,
             "peak_mib": (peak - base) / 2**20, "nodes": g.n_nodes, "edges": g.n_edges,
             "features": int((g.nodes["kind"] == "feature").sum()), "active": g.meta["params"]["n_active_features"],
@@ -158,7 +159,8 @@ def sweep(widths: list[int], n_tokens: int) -> None:
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--cache", default="/tmp/circuitdb-feature-bench")
-    p.add_argument("--one", nargs=3, metavar=("TOKENS", "CAP", "HEADS"))
+    p.add_argument("--one", nargs="+", metavar="TOKENS CAP HEADS [PRUNE]")
+    p.add_argument("--memory", action="store_true", help="peak memory: pruned before storing vs every entry stored")
     p.add_argument("--sweep", action="store_true")
     p.add_argument("--widths", default="512,2048,16384,65536")
     p.add_argument("--tokens", type=int, default=32)
@@ -180,7 +182,19 @@ def main() -> None:
     cache.mkdir(parents=True, exist_ok=True)
     if a.one:
         n, cap, heads = int(a.one[0]), (None if a.one[1] == "none" else int(a.one[1])), a.one[2] == "1"
-        print(json.dumps(one(cache, n, cap, heads)))
+        print(json.dumps(one(cache, n, cap, heads, *a.one[3:])))
+        return
+    if a.memory:
+        _setup(cache)
+        print("| tokens | stored | time s | peak MiB above setup | stored edges |")
+        print("|---|---|---|---|---|")
+        for n in (16, 32):
+            for prune in ("influence", "none"):
+                out = subprocess.run([sys.executable, __file__, "--cache", str(cache), "--one", str(n), "none", "0",
+                                      prune], capture_output=True, text=True, check=True)
+                r = json.loads(out.stdout.strip().splitlines()[-1])
+                print(f"| {n} | {'pruned (influence)' if prune != 'none' else 'every entry'} | {r['attr_s']:.2f} | "
+                      f"{r['peak_mib']:.0f} | {r['edges']:,} |", flush=True)
         return
     _setup(cache)  # train once
     runs = [(32, "none", "0"), (32, "none", "1")] + [(n, "none", "0") for n in (8, 16, 64)] + [

@@ -213,23 +213,34 @@ class SourceContext:
                           progress=False, graph_id=graph_id, head_stats=a.head_stats, **a.params)
         return self._finish(j, g)
 
-    def compute_many(self, items: "list[tuple[int, str]]") -> "Iterator[AttributionGraph]":
+    def compute_many(self, items: "list[tuple[int, str]]", wanted: "set[str] | None" = None
+                     ) -> "Iterator[AttributionGraph]":
         """The graphs of one-prompt groups ``(j, graph id)``, in order, ``attribution.batch_size`` prompts per
         batched pass (:func:`circuitdb.attribution.api.attribute_prompts`; mean ablation: the mean over the job's
-        whole dataset, the same in every shard)."""
+        whole dataset, the same in every shard).
+
+        With ``wanted``, ``items`` is the shard's full list and only the graphs whose ids are in ``wanted`` are
+        yielded; the passes are still the fixed windows of ``items``, so a resumed run computes every graph in the
+        same batch as an uninterrupted run did (float32 results depend on the batch at rounding level) and stores
+        bit-identical weights. Windows without a wanted graph are not computed."""
         import torch
 
         from circuitdb.attribution.api import attribute_prompts
 
         a = self.plan.spec.attribution
+        if wanted is not None:
+            b = max(1, int(a.batch_size))
+            windows = [items[i:i + b] for i in range(0, len(items), b)]
+            items = [it for w in windows if any(gid in wanted for _, gid in w) for it in w]
         if not items:
             return
         ds = self.dataset.batch(torch.tensor([j for j, _ in items], dtype=torch.long))
         graphs = attribute_prompts(self.model, ds, method=a.method, metric=a.metric, batch_size=a.batch_size,
                                    progress=False, graph_ids=[gid for _, gid in items], head_stats=a.head_stats,
                                    mean_over=self.dataset, **a.params)
-        for (j, _), g in zip(items, graphs):
-            yield self._finish(j, g)
+        for (j, gid), g in zip(items, graphs):
+            if wanted is None or gid in wanted:
+                yield self._finish(j, g)
 
     def _finish(self, j: int, g: "AttributionGraph") -> "AttributionGraph":
         """Record the job in the graph's metadata and prune it when the job asks."""

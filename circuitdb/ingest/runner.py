@@ -206,7 +206,7 @@ def _run_source(spec: "JobSpec", plan: Plan, m: int, source: Source, st: "GraphS
     if skipped:
         emit("skipped", {"graphs": skipped})
     if ctx.batched:  # many one-prompt graphs per batched pass
-        stream = ctx.compute_many(todo)
+        stream = ctx.compute_many(list(zip(mine, ids)), wanted={gid for _, gid in todo})
     else:
         stream = (ctx.compute(j, gid) for j, gid in todo)
     batch: list = []

@@ -2,12 +2,15 @@
 
 A write of graph id ``g`` is a new version ``sid = g@<random>`` (:func:`circuitdb.store.rows.new_sid`):
 
-1. ``PATH/pending/<uuid>.json`` names the sids being written (fsynced), so a crash between the steps below leaves
-   a note of what to collect;
+1. ``PATH/pending/<uuid>.json`` names the sids being written, so a crash between the steps below leaves a note of
+   what to collect (written and fsynced on a thread while step 2 copies; joined — durable — before ``COMMIT``);
 2. ONE transaction of ``COPY`` only: missing units, nodes, ``INSTANCE_OF``, edges, re-linked circuit memberships
    (``INCLUDES`` of the id's saved circuits, by node key) and the ``Graph`` rows with ``current = false``;
 3. the flip, its own small transaction: ``current = (sid = new sid)`` for every row of the id;
-4. the superseded versions are deleted, and the journal file removed.
+4. the superseded versions (the sids the ids had before the write) are deleted, and the journal file removed.
+
+A write that fails is a StoreError naming the graph(s) (:func:`_write_error`); after a failed ``COMMIT`` (a full
+disk fails its checkpoint) nothing more is written in this process — the journal stays for the next open.
 
 On open (:func:`recover`): an id with zero or several current rows gets its newest version whose recorded counts
 verify; then every non-current version, and every journal sid that is not current, is deleted.

@@ -174,3 +174,30 @@ def test_writer_thread_where_it_pays() -> None:
         uri = "bolt://example:7687"
 
     assert overlaps(induction_job(), Server()) and not overlaps(induction_job(), None)
+
+
+def test_a_resumed_run_computes_each_graph_in_the_same_batch(tmp_path: Path, monkeypatch) -> None:
+    """float32 per-prompt scores depend on the batch they were computed in (rounding), so a resumed run recomputes
+    the fixed batch windows of the uninterrupted run, and stores the graphs it lacked with identical weights."""
+    import circuitdb.attribution.api as api
+
+    spec = induction_job(n=10)  # batch_size 4: windows [0-3] [4-7] [8-9]
+    seen: list[list[str]] = []
+    real = api.attribute_prompts
+
+    def spy(model, data, **kw):
+        seen.append(list(kw["graph_ids"]))
+        return real(model, data, **kw)
+
+    monkeypatch.setattr(api, "attribute_prompts", spy)
+    full = run_job(spec, store=f"embedded:{tmp_path}/st")
+    ids = full.graph_ids
+    with open_store(f"embedded:{tmp_path}/st") as st:
+        before = graphs_by_id(st)
+        assert st.delete_graph(ids[1]) and st.delete_graph(ids[2]) and st.delete_graph(ids[9])
+    seen.clear()
+    again = run_job(spec, store=f"embedded:{tmp_path}/st")
+    assert (again.written, again.skipped) == (3, 7)
+    assert seen == [ids[0:4] + ids[8:10]]  # windows [0-3] and [8-9] in full; [4-7] is not computed
+    with open_store(f"embedded:{tmp_path}/st") as st:
+        assert same_graphs(graphs_by_id(st), before) == []  # bit-identical (atol 0)
