@@ -1,0 +1,72 @@
+"""Score a toy-ioi candidate (a model folder from ``python -m circuitdb.models.train toy-ioi-v2 --out DIR``):
+attention-pattern roles (mean attention S2→S1, END→IO, END→S2, END→S1 per head on 64 IOI prompts, duplicate-token
+scores on repeated random tokens) and the ``ioi_circuit`` query's heads with their faithfulness in sample and held
+out. ``python bench/ioi_roles.py DIR ['{"n_name_movers": 3}']``; one thread, ~2 CPU minutes. Figures in
+docs/design.md (toy-ioi's mechanism)."""
+import json
+import sys
+import tempfile
+
+import torch
+
+torch.set_num_threads(1)
+import circuitdb
+from circuitdb.circuits.circuit import circuit_from_nodes
+from circuitdb.circuits.query import query
+from circuitdb.models.attention_scores import _patterns, duplicate_token_scores, repeated_random_tokens
+from circuitdb.store.base import open_store
+from circuitdb.tasks import load_task
+
+
+def positions(ds):
+    c = ds.clean
+    b, s = c.shape
+    io, sn = ds.answer.view(-1), ds.wrong.view(-1)
+    pos = torch.arange(s)[None].expand(b, s)
+    is_io = c == io[:, None]
+    is_s = c == sn[:, None]
+    io_pos = torch.where(is_io, pos, -1).max(1).values
+    s1 = torch.where(is_s, pos, s).min(1).values
+    s2 = torch.where(is_s, pos, -1).max(1).values
+    end = ds.answer_pos.view(-1)
+    return io_pos, s1, s2, end
+
+
+def role_scores(model, ds):
+    p = _patterns(model, ds.clean).permute(1, 3, 4, 0, 2)  # batch q k layer head
+    io, s1, s2, end = positions(ds)
+    r = torch.arange(len(ds))
+    s2s1 = p[r, s2, s1].mean(0)
+    endio = p[r, end, io].mean(0)
+    ends2 = p[r, end, s2].mean(0)
+    endS1 = p[r, end, s1].mean(0)
+    rep = repeated_random_tokens(model.cfg.d_vocab, 64, 8, seed=0)
+    dup = duplicate_token_scores(model, rep)
+    return dict(s2_s1=s2s1, end_io=endio, end_s2=ends2, end_s1=endS1, dup=dup)
+
+
+def main(path, n=24, seed=0, **kw):
+    model = circuitdb.load_model(path)
+    ds = load_task("ioi", model, n=64, seed=5)
+    rs = role_scores(model, ds)
+    for k, v in rs.items():
+        print(k,  # noqa: T201 - a bench script's output
+              [[round(float(x), 2) for x in row] for row in v])
+    graph = circuitdb.attribute(model, "ioi", method="eap-ig", n=n, seed=seed, progress=False, graph_id="g")
+    with tempfile.TemporaryDirectory() as d:
+        st = open_store(f"embedded:{d}/db")
+        st.write_graph(graph)
+        roles = query(st, "ioi_circuit", graph_id=graph.id, **kw)
+        st.close()
+    print(roles[["role", "head", "score", "rank"]].to_string())
+    c = circuit_from_nodes(graph, roles["head"], include_kinds=("embed", "logit", "mlp"), method="ioi_circuit")
+    a = c.evaluate(model, split="in_sample")
+    b = a.evaluate(model, split="held_out")
+    b2 = a.evaluate(model, split="held_out", n=64)
+    print("faith in", round(a.scores["faithfulness"], 3), "held", round(b.scores["faithfulness"], 3),
+          "held64", round(b2.scores["faithfulness"], 3), "edges", c.n_edges, graph.n_edges)
+
+
+if __name__ == "__main__":
+    kw = json.loads(sys.argv[2]) if len(sys.argv) > 2 else {}
+    main(sys.argv[1], **kw)
