@@ -29,11 +29,12 @@ from jaxtyping import Float
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from circuitdb.attribution.active_rows import check_tokens
 from circuitdb.attribution.feature_edges import (
     RowBlocks, block_edges, count_entries, resolve_prune, save_adjacency,
 )
 from circuitdb.attribution.feature_heads import decompose_heads
-from circuitdb.attribution.replacement import ReplacementModel, check_tokens
+from circuitdb.attribution.replacement import ReplacementModel
 from circuitdb.errors import ConfigError
 from circuitdb.graph import AttributionGraph
 from circuitdb.identity import stamp
