@@ -76,6 +76,24 @@ def _url(target: str | Path) -> str:
     return Path(s).resolve().as_uri()
 
 
+def _launch(p, user_data: str, viewport: tuple[int, int], timeout_ms: float):  # noqa: ANN001, ANN202
+    """Chromium with a fresh profile; one retry when the launch itself times out (a cold start on a loaded machine
+    once took over 30 s in CI; a page that fails to load or draw is never retried)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    for attempt in (1, 2):
+        try:
+            return p.chromium.launch_persistent_context(
+                user_data, executable_path=str(CHROMIUM), headless=True, args=list(FLAGS),
+                viewport={"width": viewport[0], "height": viewport[1]}, timeout=timeout_ms * attempt,
+            )
+        except PlaywrightTimeout:
+            if attempt == 2:
+                raise
+            shutil.rmtree(user_data, ignore_errors=True)
+            Path(user_data).mkdir()
+
+
 def open_page(target: str | Path, expressions: dict[str, str] | None = None, *, screenshot: str | Path | None = None,
               wait_for: str | None = None, viewport: tuple[int, int] = (1200, 800), timeout_s: float = 30.0,
               full_page: bool = False) -> PageResult:
@@ -92,10 +110,7 @@ def open_page(target: str | Path, expressions: dict[str, str] | None = None, *, 
     user_data = tempfile.mkdtemp(prefix="circuitdb-chromium-")
     try:
         with sync_playwright() as p:
-            ctx = p.chromium.launch_persistent_context(
-                user_data, executable_path=str(CHROMIUM), headless=True, args=list(FLAGS),
-                viewport={"width": viewport[0], "height": viewport[1]}, timeout=timeout_ms,
-            )
+            ctx = _launch(p, user_data, viewport, timeout_ms)
             try:
                 page = ctx.pages[0] if ctx.pages else ctx.new_page()
                 page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
