@@ -47,6 +47,15 @@ def _status(pid: int | str, field: str) -> int:
     return 0
 
 
+def _cpu(pid: int) -> float:
+    """User + system CPU seconds of a live process (0 when gone)."""
+    try:
+        f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _available() -> int:
     for line in Path("/proc/meminfo").read_text().splitlines():
         if line.startswith("MemAvailable:"):
@@ -163,23 +172,25 @@ def _run(cmd: list[str], need: int, limit: int) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     with tempfile.TemporaryFile("w+") as fo, tempfile.TemporaryFile("w+") as fe:  # files: a full pipe would block it
         proc = subprocess.Popen(cmd, stdout=fo, stderr=fe, text=True, env=env)
-        peak, killed = 0, False
+        peak, killed, loads, t0 = 0, False, [], time.perf_counter()
         while proc.poll() is None:
             peak = max(peak, _status(proc.pid, "VmHWM"))
+            loads.append(os.getloadavg()[0])
             if _status(proc.pid, "VmRSS") > limit:
+                cpu = _cpu(proc.pid)  # setup included: the time until the kill is a lower bound
                 proc.kill()
                 killed = True
             time.sleep(0.2)
         fo.seek(0)
         fe.seek(0)
         out, err = fo.read(), fe.read()
+    seen = {"peak_rss": peak, "run_wall_s": time.perf_counter() - t0,  # the machine's 1-minute load over the run
+            "load_mean": float(np.mean(loads)) if loads else None, "load_max": max(loads, default=None)}
     if killed:
-        return {"error": f"killed by the watchdog above {limit / 2**30:.0f} GiB RSS", "peak_rss": peak}
+        return {"error": f"killed by the watchdog above {limit / 2**30:.0f} GiB RSS", "cpu_s_until_kill": cpu, **seen}
     if proc.returncode:
-        return {"error": err.strip().splitlines()[-1] if err.strip() else f"exit {proc.returncode}", "peak_rss": peak}
-    res = json.loads(out.strip().splitlines()[-1])
-    res["peak_rss"] = peak
-    return res
+        return {"error": err.strip().splitlines()[-1] if err.strip() else f"exit {proc.returncode}", **seen}
+    return {**json.loads(out.strip().splitlines()[-1]), **seen}
 
 
 def agreement(a: dict, b: dict) -> tuple[float, int]:

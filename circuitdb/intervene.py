@@ -5,7 +5,9 @@ Conventions (stated once):
 - Node keys are those of the stored graphs (``docs/design.md``): ``A{l}.{h}`` / ``A{l}.{h}@{p}`` (a head's output,
   at ``blocks.{l}.attn.hook_z``), ``M{l}`` / ``M{l}@{p}`` (``blocks.{l}.hook_mlp_out``), ``F{l}:{i}@{p}`` (feature
   ``i`` of the dictionary whose hook is at layer ``l``; its contribution is ``a_i · W_dec[i]`` at the dictionary's
-  output hook). Without ``@p`` an intervention acts at every position.
+  output hook, and for a cross-layer transcoder also ``a_i · W_dec_later[i, j - 1]`` at MLP ``l + j``: a feature
+  intervention moves every site the feature writes, by ``Dictionary.decoder(j)``; "``W_dec[i]``" below means all
+  of them). Without ``@p`` an intervention acts at every position.
 - Operations: ``zero`` (ablate: the node's output is removed), ``scale`` (multiplied by ``value``), ``patch`` (the
   output it has on the ``corrupted`` tokens; for a feature: its activation is set to the one it has on the corrupted
   run, through its decoder direction, ``(a_corr − a) · W_dec[i]`` added at its output hook), ``add`` (steering:
@@ -120,24 +122,38 @@ def intervention_hooks(model: "HookedTransformer", interventions: Iterable[Inter
 
             def grab(t: Tensor, hook: Any, d=d, store=store, index=index) -> None:  # noqa: ANN001
                 store["a"] = d.encode(t)[..., index]
-
-            def steer(t: Tensor, hook: Any, d=d, store=store, iv=iv, index=index, sel=sel,  # noqa: ANN001
-                      target=feature_patch.get(iv.key)) -> Tensor:
-                t = t.clone()
-                direction = d.W_dec[index].to(t.dtype)
-                if iv.op == "add":
-                    t[:, sel] += iv.value * direction
-                elif iv.op == "patch":
-                    if target.shape != store["a"].shape:
-                        raise ConfigError(f"patching {iv.key!r}: corrupted tokens give {tuple(target.shape)}, the "
-                                          f"run {tuple(store['a'].shape)} (same batch and length needed)")
-                    t[:, sel] += (target - store["a"])[:, sel, None].to(t.dtype) * direction
-                else:
-                    factor = 0.0 if iv.op == "zero" else iv.value
-                    t[:, sel] += (factor - 1.0) * store["a"][:, sel, None].to(t.dtype) * direction
-                return t
-            hooks += [(d.hook_in, grab), (d.hook_out, steer)]
+            hooks.append((d.hook_in, grab))
+            for j in range(1 + d.n_later):  # a cross-layer feature writes every MLP output it decodes into
+                hooks.append((_decoder_hook(d, j), _feature_hook(iv, sel, d.decoder(j)[index], store,
+                                                                 feature_patch.get(iv.key))))
     return hooks
+
+
+def _decoder_hook(d: "Dictionary", j: int) -> str:
+    """The hook ``d.decoder(j)`` writes: its output hook, ``j`` layers on (a cross-layer transcoder's later MLPs)."""
+    from circuitdb.dictionaries.base import parse_hook
+
+    return d.hook_out if j == 0 else f"blocks.{d.layer + j}.{parse_hook(d.hook_out)[1]}"
+
+
+def _feature_hook(iv: Intervention, sel: Any, direction: Tensor, store: dict[str, Tensor],  # noqa: ANN401
+                  target: Tensor | None):  # noqa: ANN202
+    """The hook that moves one feature's contribution ``a · direction`` at one of the sites it writes."""
+    def steer(t: Tensor, hook: Any) -> Tensor:  # noqa: ANN401
+        t = t.clone()
+        vec = direction.to(t.dtype)
+        if iv.op == "add":
+            t[:, sel] += iv.value * vec
+        elif iv.op == "patch":
+            if target.shape != store["a"].shape:
+                raise ConfigError(f"patching {iv.key!r}: corrupted tokens give {tuple(target.shape)}, the "
+                                  f"run {tuple(store['a'].shape)} (same batch and length needed)")
+            t[:, sel] += (target - store["a"])[:, sel, None].to(t.dtype) * vec
+        else:
+            factor = 0.0 if iv.op == "zero" else iv.value
+            t[:, sel] += (factor - 1.0) * store["a"][:, sel, None].to(t.dtype) * vec
+        return t
+    return steer
 
 
 def _feature_activations(model: "HookedTransformer", ivs: list[Intervention], dictionaries: Sequence["Dictionary"],
@@ -251,8 +267,8 @@ def graph_prediction(graph: "AttributionGraph", key: str, factor: float) -> dict
 def steering_check(model: "HookedTransformer", graph: "AttributionGraph", key: str, factor: float = 0.0, *,
                    tokens: Tensor | None = None, dictionaries: Any = None) -> dict[str, Any]:
     """Predicted (from ``graph``) vs actual change of each logit node's centred logit when feature ``key`` is
-    scaled by ``factor`` (0 = ablate): ``frozen`` runs the frozen replacement model (equal to the ``direct``
-    prediction up to float error), ``real`` the real model; ``gap`` = real − propagated prediction, the part the
+    scaled by ``factor`` (0 = ablate): ``frozen`` applies the intervention to the frozen replacement model (equal to
+    the ``direct`` prediction up to float error), ``real`` to the real model; ``gap`` = real − propagated prediction, the part the
     graph's linearisation cannot see (attention patterns, LayerNorm scales and feature gates re-computed)."""
     tokens, dicts = _check_inputs(model, graph, key, tokens, dictionaries)
     return _feature_check(model, graph, key, factor, tokens, dicts, Intervention(key, "scale", factor))
@@ -314,8 +330,9 @@ def _feature_check(model: "HookedTransformer", graph: "AttributionGraph", key: s
     j = np.flatnonzero((src.kind == "feature") & (src.dictionary == di) & (src.pos == pos) & (src.feature == index))
     if j.size != 1:
         raise ConfigError(f"feature {key!r} is not active on this prompt")
-    clean = _centred(rm.frozen_forward()["logits"])
-    frozen = _centred(rm.frozen_forward(source=int(j[0]), factor=factor)["logits"]) - clean
+    clean = _centred(rm.frozen_forward()["logits"])  # the intervention itself, in the frozen replacement model
+    frozen = _centred(rm.frozen_forward(extra_hooks=intervention_hooks(model, [real_iv], dicts, corrupted))["logits"])
+    frozen = frozen - clean
     real_clean = _centred(run_with_interventions(model, tokens.reshape(1, -1), [])[0])
     real = _centred(run_with_interventions(model, tokens.reshape(1, -1), [real_iv], dictionaries=dicts,
                                            corrupted=corrupted)[0]) - real_clean

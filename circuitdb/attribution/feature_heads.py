@@ -12,6 +12,12 @@ Conventions (stated once):
   ``head → target`` carries the head node's value ``Σ_s part_{l,h}(s→t)``, and the plain ``source → target`` edge
   carries only the direct part. Every node's value is the sum of its in-edges, and the sum over the one- and two-hop
   paths from ``s`` to ``t`` is the full ``A(s→t)`` (:func:`collapse_heads` gives the plain feature graph back).
+- Minor parts fold into the plain edge (``min_share``): a part gets its head node only where
+  ``|part_{l,h}(s→t)| ≥ min_share · (|direct| + Σ_{l',h'} |part_{l',h'}|)`` (so at most ``1 / min_share`` heads per
+  pair); the rest is added to the plain ``s → t`` edge, which then carries ``direct + Σ folded parts``. Sums stay exact
+  (the same identity, with the folded parts moved), kept parts are exact, and the stored rows stay a small multiple of
+  the plain graph's instead of one edge per pair and head that carries any signal. ``min_share=0`` keeps every
+  non-zero part (the full decomposition).
 """
 
 from __future__ import annotations
@@ -25,6 +31,9 @@ from torch import Tensor
 
 from circuitdb.attribution.replacement import ReplacementModel
 from circuitdb.dictionaries.base import parse_hook
+from circuitdb.errors import ConfigError
+
+DEFAULT_MIN_SHARE = 0.1  # a head part gets its own node where it carries ≥ 10 % of its pair's |mass|
 
 
 def head_parts(rm: ReplacementModel, targets: list[tuple[str, int, int, int]]
@@ -152,21 +161,25 @@ def _forward_z(rm: ReplacementModel, cols: np.ndarray):  # noqa: ANN202
 
 
 def decompose_heads(rm: ReplacementModel, nodes: pd.DataFrame, e: dict[str, np.ndarray], batch_size: int = 64,
-                    progress: bool = False) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+                    progress: bool = False, min_share: float = DEFAULT_MIN_SHARE
+                    ) -> tuple[pd.DataFrame, dict[str, np.ndarray], dict]:
     """The head decomposition of the edges ``e`` of a (pruned) plain feature graph, for the stored pairs only.
 
     Targets (with an in-edge) run one backward pass without heads: the direct part of every pair and ``D_t^l``, the
     gradient reaching attention layer ``l``'s output on paths without a head. Sources (with an out-edge) run one
     forward pass: ``z_s`` at every head. The part of pair ``s → t`` whose last head is ``(l, h)`` is then
     ``z_s[h, p_t] · W_O[h] D_t^l[p_t]`` (exact by linearity), a dot product per pair and head — so the cost is about
-    one pass per kept target and one per kept source, not one per head."""
+    one pass per kept target and one per kept source, not one per head. Parts below ``min_share`` of their pair's
+    absolute mass fold into the plain edge (module doc). Returns ``(nodes, edges, stats)``; ``stats`` (for
+    ``meta["head_decomposition"]``) counts pairs, kept parts and the share of |part| mass folded."""
     from tqdm.auto import tqdm
 
+    check_min_share(min_share)
     targets, rows, cols = _targets_and_columns(rm, nodes)
     has_in = np.isin(rows, e["dst"])
     targets, rows = [t for t, h in zip(targets, has_in) if h], rows[has_in]
     if not len(e["src"]) or not targets:
-        return nodes, e
+        return nodes, e, fold_parts(np.zeros(0), {}, min_share)[2]
     t_of_node = np.full(len(nodes), -1, np.int64)
     t_of_node[rows] = np.arange(len(rows))
     pair_t, pair_src = t_of_node[e["dst"]], e["src"]
@@ -206,12 +219,43 @@ def decompose_heads(rm: ReplacementModel, nodes: pd.DataFrame, e: dict[str, np.n
                 val = (z[local, :, pp] * Dp[pt, l]).sum(-1).double().cpu().numpy()  # [pairs, H]
                 for h in range(H):
                     parts[(l, h)][idx] = val[:, h]
-    parts = {k: v for k, v in parts.items() if v.any()}
+    direct, parts, stats = fold_parts(direct, parts, min_share)
     keys, pos = nodes["key"].to_numpy(), nodes["pos"].to_numpy()
     f, out = pair_frames(direct, parts, pair_t, pair_src, rows, keys[rows], pos[rows], len(nodes))
     nodes = pd.concat([nodes, f], ignore_index=True) if len(f) else nodes
     _head_influence(nodes, out)
-    return nodes, out
+    return nodes, out, {**stats, "head_nodes": int(len(f))}
+
+
+def check_min_share(min_share: float) -> None:
+    if not isinstance(min_share, (int, float)) or isinstance(min_share, bool) or not 0 <= min_share <= 1:
+        raise ConfigError(f"min_head_share must be a number in [0, 1] (0 keeps every head part); got {min_share!r}")
+
+
+def fold_parts(direct: np.ndarray, parts: dict[tuple[int, int], np.ndarray], min_share: float
+               ) -> tuple[np.ndarray, dict[tuple[int, int], np.ndarray], dict]:
+    """Per pair, keep the head parts carrying ≥ ``min_share`` of the pair's absolute mass (``|direct| + Σ |part|``);
+    add the others to ``direct``. Returns the new direct parts, the kept parts (zero where folded) and the counts."""
+    mass = np.abs(direct).copy()
+    for v in parts.values():
+        mass += np.abs(v)
+    direct = direct.copy()
+    kept: dict[tuple[int, int], np.ndarray] = {}
+    n_nonzero = n_kept = 0
+    part_mass = folded_mass = 0.0
+    for k, v in parts.items():
+        nz = v != 0
+        keep = nz & (np.abs(v) >= min_share * mass)
+        fold = nz & ~keep
+        direct[fold] += v[fold]
+        n_nonzero, n_kept = n_nonzero + int(nz.sum()), n_kept + int(keep.sum())
+        part_mass += float(np.abs(v).sum())
+        folded_mass += float(np.abs(v[fold]).sum())
+        if keep.any():
+            kept[k] = np.where(keep, v, 0.0)
+    stats = {"min_share": float(min_share), "pairs": int(len(direct)), "nonzero_parts": n_nonzero,
+             "kept_parts": n_kept, "folded_mass_share": folded_mass / part_mass if part_mass else 0.0}
+    return direct, kept, stats
 
 
 def pair_frames(direct: np.ndarray, parts: dict[tuple[int, int], np.ndarray], b_idx: np.ndarray, src: np.ndarray,
@@ -263,15 +307,16 @@ def _head_influence(nodes: pd.DataFrame, e: dict[str, np.ndarray]) -> None:
 
 
 def add_heads(graph, model, dictionaries=None, *, keys=None, batch_size: int = 64,  # noqa: ANN001, ANN201
-              device=None, progress: bool = False):  # noqa: ANN001
+              device=None, progress: bool = False, min_head_share: float = DEFAULT_MIN_SHARE):  # noqa: ANN001
     """Heads on demand: the head decomposition of a stored (e.g. pruned, heads-off) feature ``graph`` — or of the
     subgraph among the node ``keys`` — recomputed from ``model`` and the graph's ``dictionaries`` (the same spec the
-    graph was built with) on the graph's own tokens. Returns a new graph; existing head nodes are collapsed first."""
+    graph was built with) on the graph's own tokens. Returns a new graph; existing head nodes are collapsed first.
+    ``min_head_share``: parts below that share of their pair's mass stay in the plain edge (module doc)."""
     from circuitdb.dictionaries.load import load_dictionaries
-    from circuitdb.errors import ConfigError
     from circuitdb.graph import AttributionGraph
     from circuitdb.models.dtypes import torch_dtype
 
+    check_min_share(min_head_share)
     if graph.meta.get("granularity") != "feature":
         raise ConfigError(f"graph {graph.id!r} is not a feature graph (granularity {graph.meta.get('granularity')!r})")
     g = collapse_heads(graph)
@@ -290,9 +335,10 @@ def add_heads(graph, model, dictionaries=None, *, keys=None, batch_size: int = 6
     rm = ReplacementModel.build(model, graph.meta["tokens"], dicts, dtype, device,
                                 zero_first_pos=bool(params.get("zero_first_pos", False)),
                                 token_vectors=params.get("token_vectors", "embed+pos"))
-    nodes, e = decompose_heads(rm, g.nodes, {"src": g.src, "dst": g.dst, "weight": g.weight, "channel": g.channel},
-                               batch_size, progress)
-    meta = {**graph.meta, "params": {**graph.meta.get("params", {}), "heads": True}}
+    nodes, e, stats = decompose_heads(rm, g.nodes, {"src": g.src, "dst": g.dst, "weight": g.weight,
+                                                    "channel": g.channel}, batch_size, progress, min_head_share)
+    meta = {**graph.meta, "params": {**graph.meta.get("params", {}), "heads": True, "min_head_share": min_head_share},
+            "head_decomposition": stats}
     if keys is not None:
         meta["heads_for"] = sorted(map(str, keys))
     return AttributionGraph(nodes, e["src"], e["dst"], e["weight"], e["channel"], meta)

@@ -33,7 +33,7 @@ from circuitdb.attribution.active_rows import check_tokens
 from circuitdb.attribution.feature_edges import (
     RowBlocks, block_edges, count_entries, resolve_prune, save_adjacency,
 )
-from circuitdb.attribution.feature_heads import decompose_heads
+from circuitdb.attribution.feature_heads import DEFAULT_MIN_SHARE, check_min_share, decompose_heads
 from circuitdb.attribution.replacement import ReplacementModel
 from circuitdb.errors import ConfigError
 from circuitdb.graph import AttributionGraph
@@ -83,14 +83,15 @@ def _visit_order(rm: ReplacementModel, targets: list, feat_src: np.ndarray, logi
 
 def attribute_features(model, tokens, dictionaries=None, *, max_feature_nodes: int | None = None,  # noqa: ANN001
                        batch_size: int = 64, logit_prob: float = 0.95, max_logits: int = 10, heads: bool = True,
-                       prune: Any = "influence", adjacency: "str | None" = None, zero_first_pos: bool = False,
+                       min_head_share: float = DEFAULT_MIN_SHARE, prune: Any = "influence", adjacency: "str | None" = None, zero_first_pos: bool = False,
                        token_vectors: str = "embed+pos", dtype: Any = None,
                        device: Any = None, progress: bool = True, graph_id: str | None = None) -> AttributionGraph:
     """The feature graph of one prompt (see the module docstring); ``model`` may be a zoo / model name.
 
     ``prune``: what is stored (:mod:`.feature_edges`): influence pruning by default, ``None`` for every non-zero
     entry, or a callable pruner. ``adjacency``: a path for the unpruned adjacency as a side file. ``heads``: the head
-    decomposition of the stored edges (:mod:`.feature_heads`). ``dtype`` / ``device``: default the model's; half
+    decomposition of the stored edges (:mod:`.feature_heads`); head parts below ``min_head_share`` of their pair's
+    absolute mass stay in the plain edge (0: every part gets a head node). ``dtype`` / ``device``: default the model's; half
     precision runs the linear backward in float32. ``zero_first_pos`` / ``token_vectors="embed"``: circuit-tracer's
     conventions (:mod:`.replacement`)."""
     from circuitdb.dictionaries.load import load_dictionaries
@@ -106,6 +107,7 @@ def attribute_features(model, tokens, dictionaries=None, *, max_feature_nodes: i
                           f"0 < logit_prob ≤ 1 (got {logit_prob})")
     if max_feature_nodes is not None and max_feature_nodes < 0:
         raise ConfigError(f"max_feature_nodes must be ≥ 0 or None; got {max_feature_nodes}")
+    check_min_share(min_head_share)
     tokens = check_tokens(model, tokens)
     dicts = load_dictionaries(dictionaries, model, dtype=dtype)
     rm = ReplacementModel.build(model, tokens, dicts, dtype, device, zero_first_pos=zero_first_pos,
@@ -149,7 +151,8 @@ def attribute_features(model, tokens, dictionaries=None, *, max_feature_nodes: i
         "method": "replacement-transcoder" if all(d.kind == "transcoder" for d in dicts) else "replacement",
         "metric": "logit", "prompt": _prompt_text(rm), "tokens": rm.tokens.tolist(),
         "params": {"prune": _prune_param(prune), "max_feature_nodes": max_feature_nodes, "batch_size": batch_size, "logit_prob": logit_prob,
-                   "max_logits": max_logits, "heads": heads, "dtype": str(dtype).replace("torch.", ""),
+                   "max_logits": max_logits, "heads": heads,
+                   **({"min_head_share": float(min_head_share)} if heads else {}), "dtype": str(dtype).replace("torch.", ""),
                    "device": str(rm.device), "n_active_features": int(len(feat_src)),
                    "zero_first_pos": bool(zero_first_pos), "token_vectors": token_vectors},
         "dictionaries": [d.id for d in dicts], "scores": scores,
@@ -187,7 +190,7 @@ def attribute_features(model, tokens, dictionaries=None, *, max_feature_nodes: i
         meta["pruning"]["scores"] = graph_scores(  # the stored (pruned) graph's own scores
             AttributionGraph(nodes, e["src"], e["dst"], e["weight"], e["channel"], meta, validate=False))
     if heads:
-        nodes, e = decompose_heads(rm, nodes, e, batch_size, progress)
+        nodes, e, meta["head_decomposition"] = decompose_heads(rm, nodes, e, batch_size, progress, min_head_share)
     stamp(meta, model, graph_id, inputs=(rm.tokens,), dictionaries=dicts)
     return AttributionGraph(nodes, e["src"], e["dst"], e["weight"], e["channel"], meta)
 

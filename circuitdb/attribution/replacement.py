@@ -289,12 +289,14 @@ class ReplacementModel:
 
     # ------------------------------------------------------------------------------------------ verification
     def frozen_forward(self, *, source: "int | list[int] | np.ndarray | None" = None, factor: float = 0.0,
-                       zero_head: tuple[int, int] | None = None) -> dict[str, Tensor]:
+                       zero_head: tuple[int, int] | None = None, extra_hooks: "list | tuple" = ()) -> dict[str, Tensor]:
         """Run the real TransformerLens model as the frozen replacement (hooks: clean patterns and LayerNorm scales,
         MLP outputs = transcoder reconstruction + error or frozen constants, SAE hooks = reconstruction + error).
 
         ``source`` (a column of :attr:`sources`, or several) has its vector scaled by ``factor``; ``zero_head = (layer, head)``
-        zeroes that head's ``z``. Returns ``{"logits": [P, vocab], <dictionary input hook>: [P, d_in], ...}``.
+        zeroes that head's ``z``; ``extra_hooks`` (``[(hook name, fn)]``, e.g. ``intervene.intervention_hooks``) run
+        after the frozen ones, so an intervention acts on the frozen model. Returns ``{"logits": [P, vocab],
+        <dictionary input hook>: [P, d_in], ...}``.
         """
         acts = [a.clone() for a in self.acts]
         errs = [e.clone() for e in self.errors]
@@ -353,7 +355,7 @@ class ReplacementModel:
                 t[:, :, h] = 0
                 return t
             hooks.append((f"blocks.{l}.attn.hook_z", zero))
-        with torch.no_grad(), self.model.hooks(fwd_hooks=hooks):
+        with torch.no_grad(), self.model.hooks(fwd_hooks=[*hooks, *extra_hooks]):
             rec["logits"] = self.model(self.tokens[None].to(self.device))[0]
         return rec
 

@@ -49,6 +49,10 @@ def attribute_cmd(
                                           help="Feature graphs: visit at most this many features (most influential first)."),
     heads: bool = typer.Option(True, "--heads/--no-heads",
                                help="Feature graphs: decompose edges by the attention head they pass through."),
+    min_head_share: float = typer.Option(0.1, "--min-head-share", min=0.0, max=1.0,
+                                         help="Feature graphs with heads: a head part gets its own node where it "
+                                              "carries at least this share of its edge's |mass|; smaller parts stay "
+                                              "in the plain edge (0: every part)."),
     prune: str = typer.Option("influence", "--prune",
                               help="Feature graphs: influence (node 0.8 / edge 0.98) or none (every non-zero entry)."),
     adjacency: str = typer.Option(None, "--adjacency",
@@ -76,7 +80,7 @@ def attribute_cmd(
     try:
         lm, graph = _compute(model, task, method, metric, ablation, n, seed, ig_steps, batch_size, per_position, dtype,
                          truncate, head_stats, graph_id, granularity, prompt, tokens, index, dictionaries,
-                         max_feature_nodes, heads, progress, prune, adjacency, device)
+                         max_feature_nodes, heads, progress, prune, adjacency, device, min_head_share)
         gid = st.write_graph(graph, graph_id=graph_id or graph.id)
         uri = st.uri
     finally:
@@ -86,7 +90,7 @@ def attribute_cmd(
 
 def _compute(model, task, method, metric, ablation, n, seed, ig_steps, batch_size, per_position, dtype,  # noqa: ANN001, ANN202, PLR0913
              truncate, head_stats, graph_id, granularity, prompt, tokens, index, dictionaries, max_feature_nodes,
-             heads, progress, prune, adjacency, device):
+             heads, progress, prune, adjacency, device, min_head_share):
     import circuitdb
 
     lm = circuitdb.load_model(model, **({"dtype": dtype} if dtype else {}), **({"device": device} if device else {}))
@@ -99,7 +103,7 @@ def _compute(model, task, method, metric, ablation, n, seed, ig_steps, batch_siz
                                        progress=progress, graph_id=graph_id, n=n, seed=seed, head_stats=head_stats)
     ids = _one_prompt(lm, task, prompt, tokens, index, seed, truncate)
     return lm, circuitdb.attribute_features(lm, ids, dictionaries=dictionaries, progress=progress, heads=heads,
-                                            max_feature_nodes=max_feature_nodes,
+                                            min_head_share=min_head_share, max_feature_nodes=max_feature_nodes,
                                             prune=None if prune == "none" else prune, adjacency=adjacency,
                                             **({"graph_id": graph_id} if graph_id else {}))
 

@@ -25,7 +25,7 @@ from circuitdb.errors import ConfigError
 COMPONENT_METHODS = ("eap", "eap-ig", "patching")
 FEATURE_METHODS = ("replacement",)
 COMPONENT_PARAMS = ("ablation", "ig_steps", "per_position")
-FEATURE_PARAMS = ("max_feature_nodes", "logit_prob", "max_logits", "heads")
+FEATURE_PARAMS = ("max_feature_nodes", "logit_prob", "max_logits", "heads", "min_head_share")
 PRUNE_METHODS = ("influence", "topn", "threshold", "greedy", "dead_ends")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 Scalar = Union[bool, int, float, str, None]

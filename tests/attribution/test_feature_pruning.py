@@ -119,7 +119,8 @@ def test_each_head_part_equals_the_backward_per_head_rows(model, tcs):
     from circuitdb.attribution.feature_heads import head_parts
     from circuitdb.attribution.replacement import ReplacementModel
 
-    gh = attribute_features(model, prompt(), tcs, heads=True, prune=None, progress=False, graph_id="g")
+    gh = attribute_features(model, prompt(), tcs, heads=True, prune=None, progress=False, graph_id="g",
+                            min_head_share=0)
     rm = ReplacementModel.build(model, prompt(), tcs)
     lg = gh.nodes[gh.nodes.kind == "logit"].iloc[0]
     _, parts = head_parts(rm, [("logit", int(lg.pos), int(lg.token), -1)])
@@ -153,3 +154,46 @@ def test_heads_on_demand_for_a_stored_graph_and_a_subgraph(model, tcs, tmp_path)
     assert collapse_heads(sub).diff(g0.subgraph(node_mask=np.isin(g0.keys, keys)), atol=1e-10, meta=False) == []
     with pytest.raises(ConfigError, match="not in graph"):
         add_heads(g0, model, tcs, keys=["F9:9@9"])
+
+
+def _head_edges(g):  # noqa: ANN001, ANN202
+    """``{(source key, head key): weight}`` for every source → head edge of a heads-on graph."""
+    into = (g.nodes["kind"].to_numpy() == "head")[g.dst]
+    return dict(zip(zip(g.keys[g.src[into]], g.keys[g.dst[into]]), g.weight[into]))
+
+
+@pytest.mark.parametrize("share", [0.05, 0.25])
+def test_minor_head_parts_fold_into_the_plain_edge_exactly(model, tcs, share):
+    """With ``min_head_share`` the kept parts are exactly the full decomposition's, each carries at least that share of
+    its pair's |mass|, the folded ones are added to the plain edge (so collapsing still gives the heads-off graph), and
+    fewer rows are stored."""
+    g0 = attribute_features(model, prompt(), tcs, heads=False, prune=None, progress=False, graph_id="g")
+    full = attribute_features(model, prompt(), tcs, heads=True, prune=None, progress=False, min_head_share=0)
+    gf = attribute_features(model, prompt(), tcs, heads=True, prune=None, progress=False, min_head_share=share)
+    assert collapse_heads(gf).diff(g0, atol=1e-10, meta=False) == []
+    parts_full, parts = _head_edges(full), _head_edges(gf)
+    assert 0 < len(parts) < len(parts_full) and gf.n_edges < full.n_edges
+    assert all(parts[k] == pytest.approx(parts_full[k], abs=1e-12) for k in parts)
+    # the share rule, against the full decomposition: mass of a pair = |direct| + Σ |parts|
+    kinds = full.nodes["kind"].to_numpy()
+    head_target = {full.keys[h]: full.keys[t] for h, t in zip(full.src, full.dst) if kinds[h] == "head"}
+    plain = {(full.keys[s], full.keys[t]): w for s, t, w in zip(full.src, full.dst, full.weight)
+             if kinds[s] != "head" and kinds[t] != "head"}
+    mass: dict = {}
+    for (s, h), w in parts_full.items():
+        mass[(s, head_target[h])] = mass.get((s, head_target[h]), 0.0) + abs(w)
+    for pair, w in plain.items():
+        mass[pair] = mass.get(pair, 0.0) + abs(w)
+    for (s, h), w in parts_full.items():
+        share_of_pair = abs(w) / mass[(s, head_target[h])]
+        assert ((s, h) in parts) == (share_of_pair >= share), (s, h, share_of_pair)
+    stats = gf.meta["head_decomposition"]
+    assert stats["kept_parts"] == len(parts) and stats["nonzero_parts"] == len(parts_full)
+    assert 0 < stats["folded_mass_share"] < 1 and gf.meta["params"]["min_head_share"] == share
+    assert gf.id != full.id  # the share is part of the provenance
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5, "x", True])
+def test_bad_min_head_share_is_named(model, tcs, bad):
+    with pytest.raises(ConfigError, match="min_head_share"):
+        attribute_features(model, prompt(), tcs, progress=False, min_head_share=bad)

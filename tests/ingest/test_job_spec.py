@@ -46,7 +46,7 @@ CASES = [
                                                   "valid: ablation, ig_steps, per_position"),
     (_with("attribution", granularity="feature", method="replacement", params={"heads": True, "n": 1}),
      "unknown attribution.params ['n'] for method 'replacement'; valid: max_feature_nodes, logit_prob, max_logits, "
-     "heads"),
+     "heads, min_head_share"),
     (_with("attribution", granularity="feature", method="replacement", prompts_per_graph=2),
      "attribution.prompts_per_graph must be 1 for feature graphs (one graph per prompt)"),
     (_with("attribution", dictionaries="d"), "attribution.dictionaries is for feature graphs; this job's granularity "
