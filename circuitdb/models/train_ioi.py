@@ -40,6 +40,7 @@ class IOIData:
     name_next: bool = False  # plain sequences: the word after a name is "and" or a verb (teaches "is a name")
     second_pair: float = 0.0  # probability that a batch's IOI prompts have more, non-answer pairs of names
     pairs_max: int = 1  # such a batch has 1..pairs_max non-answer pairs (one count per batch)
+    s_extra: int = 0  # IOI prompts with fillers: 0..s_extra more mentions of S among them (per prompt)
 
     def batch(self, g: torch.Generator, n: int) -> tuple[Tensor, Tensor]:
         """``(tokens [n, seq], is_plain [n])``."""
@@ -51,7 +52,7 @@ class IOIData:
         pair2 = int(torch.randint(1, self.pairs_max + 1, (1,), generator=g)) if self.second_pair and bool(
             torch.rand(1, generator=g) < self.second_pair) else 0
         rows = generate_words(g, n - n_plain, V.NAMES[: V.IOI_TRAIN_NAMES], V.PLACES, V.OBJECTS, V.VERBS, TEMPLATES,
-                              self.order, k, filler_pool(), self.distractors, pair2)
+                              self.order, k, filler_pool(), self.distractors, pair2, self.s_extra)
         ioi = torch.tensor([[0] + [idx[w] for w in r[0]] + [idx[r[2]]] for r in rows])  # prompt + answer
         s = ioi.shape[1]  # the plain sequences take the IOI rows' length
         name_ids = torch.tensor([idx[w] for w in V.NAMES])

@@ -51,13 +51,14 @@ NAME_SETS = ("train", "heldout", "all")
 def generate_words(g: torch.Generator, n: int, names: list[str], places: list[str], objects: list[str],
                    verbs: list[str], templates: list[str], order: str = "mixed", fillers: int = 0,
                    filler_words: list[str] | None = None, distractors: int = 0, second_pair: int = 0,
-                   ) -> list[tuple[list[str], list[str], str, str, int]]:
+                   s_extra: int = 0) -> list[tuple[list[str], list[str], str, str, int]]:
     """``n`` tuples ``(clean_words, corrupted_words, io, s, template_index)``.
 
     ``fillers``: number of random ``filler_words`` inserted per prompt (split at random between the start and the
     position before ``{S}``); 0 (default) draws nothing extra from ``g``. ``distractors``: up to that many other
     names, each mentioned twice, replace filler words (so the IO stays the only name mentioned once).
-    ``second_pair=N``: the prompts of :func:`_second_pair_words` with N non-answer pairs instead of ``templates``.
+    ``s_extra``: 0 to that many more mentions of S (drawn per prompt) replace filler words, so a head that copies
+    every name copies mostly S. ``second_pair=N``: the prompts of :func:`_second_pair_words` with N non-answer pairs instead of ``templates``.
     """
     if order not in ORDERS:
         raise ConfigError(f"unknown IOI order {order!r}; valid options: {', '.join(ORDERS)}")
@@ -95,6 +96,10 @@ def generate_words(g: torch.Generator, n: int, names: list[str], places: list[st
                 slots = torch.randperm(fillers, generator=g)[:2 * pairs].tolist()
                 for j, pos in enumerate(slots):
                     words[pos] = ds[j // 2]
+            if s_extra:  # 0..s_extra more mentions of S among the other fillers
+                free = [j for j in torch.randperm(fillers, generator=g).tolist() if words[j] in filler_words]
+                for pos in free[:int(torch.randint(0, s_extra + 1, (1,), generator=g))]:
+                    words[pos] = s
             cut = templates[ti].split().index("{S}")  # the second clause's name slot
             ins = lambda ws: words[:pre] + ws[:cut] + words[pre:] + ws[cut:]  # noqa: E731
             clean, corrupt = ins(clean), ins(corrupt)
@@ -150,7 +155,8 @@ def _single(tok, word: str) -> int | None:  # noqa: ANN001
 
 def ioi_task(model: "HookedTransformer | None" = None, *, n: int = 64, seed: int = 0, order: str = "mixed",
              names: str | list[str] = "all", templates: list[str] | None = None, tokenizer=None,  # noqa: ANN001
-             fillers: int = 0, distractors: int = 0, second_pair: int = 0) -> PromptPairs:
+             fillers: int = 0, distractors: int = 0, second_pair: int = 0,
+             s_extra: int = 0) -> PromptPairs:
     """``n`` IOI prompt pairs tokenized for ``model`` (or ``tokenizer``); see module doc.
 
     ``fillers``: random non-name words inserted per prompt (variable name positions, see module doc); ``order`` also
@@ -182,7 +188,7 @@ def ioi_task(model: "HookedTransformer | None" = None, *, n: int = 64, seed: int
     g = torch.Generator().manual_seed(seed)
     fill_pool = keep(filler_pool()) if fillers else None
     rows = generate_words(g, n, name_pool, places, objects, verbs, templates, order, fillers, fill_pool,
-                          distractors, second_pair)
+                          distractors, second_pair, s_extra)
     render = (lambda ws: " ".join(ws)) if toy else _pretty
     enc = lambda text: [tok.bos_token_id, *tok(text, add_special_tokens=False)["input_ids"]]  # noqa: E731
     clean = [enc(render(r[0])) for r in rows]
@@ -202,7 +208,8 @@ def ioi_task(model: "HookedTransformer | None" = None, *, n: int = 64, seed: int
               "names": names if isinstance(names, str) else list(names), "n_templates": len(templates),
               "corruption": "S2 replaced by a third name", "metric": "logit_diff",
               **({"fillers": fillers} if fillers else {}), **({"distractors": distractors} if distractors else {}),
-              **({"second_pair": int(second_pair)} if second_pair else {})},
+              **({"second_pair": int(second_pair)} if second_pair else {}),
+              **({"s_extra": s_extra} if s_extra else {})},
     )
     if model is not None:
         ds.check_fits(model)

@@ -172,3 +172,17 @@ def test_ioi_second_pair(toy_ioi) -> None:
         assert clause_of_s == set(range(n_other + 1))  # S's pair is first, second, ...
     with pytest.raises(ConfigError, match="second_pair takes order"):
         load_task("ioi", toy_ioi, n=2, second_pair=1, order="BBAA")
+
+
+def test_ioi_extra_s_mentions(toy_ioi) -> None:
+    """``s_extra=R``: 0..R more mentions of S replace fillers; the IO stays the only name mentioned once."""
+    from circuitdb.models.vocab import NAMES
+
+    ds = load_task("ioi", toy_ioi, n=40, seed=2, fillers=6, s_extra=3)
+    counts = set()
+    for i in range(len(ds)):
+        words = detokenize(toy_ioi, ds.clean[i].tolist())[1:]
+        io, s = detokenize(toy_ioi, [int(ds.answer[i]), int(ds.wrong[i])])
+        assert words.count(io) == 1 and {w for w in words if w in NAMES} == {io, s}, words
+        counts.add(words.count(s))
+    assert counts == {2, 3, 4, 5} and ds.meta["s_extra"] == 3
