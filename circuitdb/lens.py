@@ -60,7 +60,7 @@ def logit_lens_metric(model: "HookedTransformer", dataset: Any, metric: Any = No
     layer and after the last: how far up the residual stream the answer is already decodable. The last entry equals
     the metric of the model's own logits."""
     from circuitdb.attribution.api import resolve_metric
-    from circuitdb.attribution.eap import metric_values, prepared
+    from circuitdb.attribution.eap_inputs import metric_values, prepared
 
     fn = prepared(resolve_metric(metric, dataset), model, dataset)
     lens = logit_lens(model, dataset.clean)

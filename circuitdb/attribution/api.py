@@ -61,7 +61,7 @@ def resolve_model(model: "HookedTransformer | str", dtype: "torch.dtype | str | 
 def resolve_dataset(dataset: Any, model: "HookedTransformer", **task_kw: Any) -> "PromptPairs":
     """PromptPairs from a PromptPairs, a task name / ``.jsonl`` path, a dict, or a tuple of tensors
     ``(clean, corrupted[, answer[, wrong[, answer_pos]]])``; checked against the model's vocabularies and context."""
-    from circuitdb.attribution.eap import check_dataset
+    from circuitdb.attribution.eap_inputs import check_dataset
     from circuitdb.tasks.base import PromptPairs
 
     if isinstance(dataset, PromptPairs):
@@ -133,7 +133,8 @@ def attribute(
     on what).
     """
     from circuitdb.attribution.components import component_graph
-    from circuitdb.attribution.eap import EAPConfig, check_ablation, eap_scores
+    from circuitdb.attribution.eap import EAPConfig, eap_scores
+    from circuitdb.attribution.eap_inputs import check_ablation
 
     if method not in ATTRIBUTE_METHODS:
         raise ConfigError(one_of(method, ATTRIBUTE_METHODS, "attribution method"))
@@ -276,7 +277,8 @@ def attribute_prompts(
     function of each example's own logits (checked on the first batch).
     """
     from circuitdb.attribution.components import component_graph, engine_mode
-    from circuitdb.attribution.eap import EAPConfig, check_ablation, dataset_mean, eap_scores
+    from circuitdb.attribution.eap import EAPConfig, dataset_mean, eap_scores
+    from circuitdb.attribution.eap_inputs import check_ablation
     from circuitdb.attribution.verified import warn_if_all_zero
 
     if method not in PER_PROMPT_METHODS:

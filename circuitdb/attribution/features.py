@@ -60,6 +60,7 @@ def _visit_order(rm: ReplacementModel, targets: list, feat_src: np.ndarray, logi
     rows = torch.empty(cap, n_src, dtype=rm.dtype)
     order: list[int] = []
     visited = torch.zeros(n_feat, dtype=torch.bool)
+    tpos = np.asarray([t[1] for t in targets], dtype=np.int64)  # a round's batches are cut by target position
     n_logits = len(probs)
     while len(order) < cap:
         if cap == n_feat:
@@ -72,6 +73,7 @@ def _visit_order(rm: ReplacementModel, targets: list, feat_src: np.ndarray, logi
             infl = torch.as_tensor(RowBlocks(blocks, n_src + n_logits).influence(w)[feat_src])
             rank = torch.argsort(infl, descending=True)
             pending = rank[~visited[rank]][: min(4 * batch_size, cap - len(order))]
+        pending = pending[torch.as_tensor(np.argsort(tpos[pending.numpy()], kind="stable"))]  # see rm.rows
         for chunk in pending.split(batch_size):
             idx = chunk.tolist()
             rows[len(order): len(order) + len(idx)] = rm.rows([targets[i] for i in idx]).cpu()

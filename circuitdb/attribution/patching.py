@@ -39,9 +39,8 @@ from torch import Tensor
 from circuitdb.attribution.components import (
     CHANNEL_CODE, ComponentGraph, component_graph, engine_mode, source_hooks, source_slots, split_qkv,
 )
-from circuitdb.attribution.eap import (
-    baseline_sources, batches, check_ablation, check_batch_size, check_dataset, dataset_mean, metric_values,
-)
+from circuitdb.attribution.eap import baseline_sources, dataset_mean
+from circuitdb.attribution.eap_inputs import batches, check_ablation, check_batch_size, check_dataset, metric_values
 from circuitdb.errors import AttributionError, ConfigError
 from circuitdb.tasks.metrics import resolve_metric
 

@@ -44,6 +44,11 @@ NORMS = (None, "LN", "LNPre", "RMS", "RMSPre")
 
 
 
+def _first(scale: Tensor | None, p: int) -> Tensor | None:
+    """A per-position normalisation scale ``[P, 1]`` cut to the first ``p`` positions (None stays None)."""
+    return None if scale is None else scale[:p]
+
+
 class ReplacementModel:
     """The frozen replacement of ``model`` on one prompt (see module docstring). Build with :meth:`build`."""
 
@@ -188,21 +193,24 @@ class ReplacementModel:
             g = g - g.mean(-1, keepdim=True)
         return g / scale
 
-    def attn_back(self, l: int, G: Float[Tensor, "B P d"], *, per_head: bool = False) -> Tensor:
-        """Gradient through frozen attention layer ``l`` (output → residual input); ``[H, B, P, d]`` if per_head."""
+    def attn_back(self, l: int, G: Float[Tensor, "B p d"], *, per_head: bool = False) -> Tensor:
+        """Gradient through frozen attention layer ``l`` (output → residual input); ``[H, B, p, d]`` if per_head.
+        ``G`` may cover only the first ``p ≤ P`` positions (a batch of targets at positions < p: causal attention
+        moves gradient only to earlier positions, so the rest stays zero)."""
+        p = G.shape[1]
         gz = einsum(G, self.W_O[l], "b q d, h e d -> b q h e")
-        gv = einsum(self.patterns[l], gz, "h q k, b q h e -> b k h e")
+        gv = einsum(self.patterns[l][:, :p, :p], gz, "h q k, b q h e -> b k h e")
         if per_head:
             gy = einsum(gv, self.W_V[l], "b k h e, h d e -> h b k d")
         else:
             gy = einsum(gv, self.W_V[l], "b k h e, h d e -> b k d")
-        return self._norm_T(gy, self.ln1[l], self.w1[l])
+        return self._norm_T(gy, _first(self.ln1[l], p), self.w1[l])
 
     def skip_back(self, l: int, G: Float[Tensor, "B P d"]) -> Float[Tensor, "B P d"]:
         """Gradient through the linear skip path of layer ``l``'s skip transcoder (MLP output → ``mid{l}``)."""
         g = G @ self.W_skip[l].T
         _, suffix = parse_hook(self.dicts[self.skip_at[l]].hook_in)
-        return self._norm_T(g, self.ln2[l]) if suffix == "ln2.hook_normalized" and self.norm else g
+        return self._norm_T(g, _first(self.ln2[l], G.shape[1])) if suffix == "ln2.hook_normalized" and self.norm else g
 
     def propagate(self, G: Tensor, start: int, inj_top: dict, inj_raw: dict, *, heads: bool = True,
                   record: dict | None = None) -> dict:
@@ -238,6 +246,9 @@ class ReplacementModel:
 
     def source_rows(self, grads: dict) -> Float[Tensor, "B n_sources"]:
         """Attribution of every source to every row: ``source_vector · gradient at the source's site and pos``."""
+        p = grads[("embed",)].shape[1]
+        if p < self.P:  # a backward over the first p positions only (see rows): the later ones got no gradient
+            grads = {k: torch.nn.functional.pad(g, (0, 0, 0, self.P - p)) for k, g in grads.items()}
         zero = torch.zeros_like(grads[("embed",)])
         sites = [*(s for ss in self.dict_sites for s in ss), *(("mlp", l) for l in self.mlp_layers)]
         grads = {site: grads.get(site, zero) for site in sites} | {
@@ -281,9 +292,13 @@ class ReplacementModel:
         return top, raw, reads
 
     def rows(self, targets: list[tuple[str, int, int, int]]) -> Float[Tensor, "B n_sources"]:
-        """Exact attribution rows ``A[target, source]`` for a batch of targets (one backward pass)."""
+        """Exact attribution rows ``A[target, source]`` for a batch of targets (one backward pass). The backward runs
+        over the positions up to the batch's last target only (nothing reaches later ones): batches of early targets
+        cost less (the visiting queue sorts each round by position)."""
         top, raw, _ = self.injections(targets)
-        G = torch.zeros(len(targets), self.P, self.cfg.d_model, dtype=self.dtype, device=self.device)
+        p = max(t[1] for t in targets) + 1
+        top, raw = ({k: v[:, :p] for k, v in d.items()} for d in (top, raw))
+        G = torch.zeros(len(targets), p, self.cfg.d_model, dtype=self.dtype, device=self.device)
         with torch.no_grad():
             return self.source_rows(self.propagate(G, len(self.steps), top, raw))
 

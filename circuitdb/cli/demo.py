@@ -71,6 +71,14 @@ def demo(
     con.print(f"prompt: {text!r}; stored {fgraph!r}; scores: "
               + ", ".join(f"{k} {v:.3f}" for k, v in (fgraph.meta.get("scores") or {}).items()
                           if isinstance(v, float)))
+    pr, hd = fgraph.meta.get("pruning") or {}, fgraph.meta.get("head_decomposition") or {}
+    if pr:
+        con.print(f"stored {pr['kept_edges']:,} of {pr['unpruned_edges']:,} entries ({pr['method']} pruning before "
+                  "storing; meta['pruning'])")
+    if hd:
+        con.print(f"heads: {hd['kept_parts']:,} of {hd['nonzero_parts']:,} head parts carry ≥ {hd['min_share']:.0%} of "
+                  f"their edge and got a head node; {hd['folded_mass_share']:.0%} of the head |mass| stays in the plain "
+                  "edges (min_head_share=0 keeps every part)")
     logits = fgraph.nodes[fgraph.nodes["kind"] == "logit"].sort_values("probability", ascending=False)
     best = logits.iloc[0]
     con.print(f"top logit: {best['key']} ({best['label'] or best['token']}, p={best['probability']:.3f})")

@@ -64,6 +64,17 @@ RECIPES: dict[str, Recipe] = {
         data=dict(p_plain=0.5, fillers_max=6, order="mixed3", plain_copy=0.5, name_next=True), model_name="toy-ioi",
         eval=dict(fillers=6, order="mixed3"),
     ),
+    # toy-ioi with 1-2 more pairs of names mentioned once that are not the answer (60% of batches) and random
+    # fillers, which "copy every name, suppress S" cannot solve; a candidate replacement of toy-ioi (docs/design.md:
+    # it did not grow the duplicate-token → S-inhibition → name-mover circuit either).
+    "toy-ioi-v3": Recipe(
+        name="toy-ioi-v3",
+        config=dict(n_layers=3, n_heads=4, d_model=64, d_head=16, d_mlp=256, n_ctx=40, attn_only=False,
+                    normalization_type="LN", act_fn="gelu", positional_embedding_type="standard"),
+        steps=4000, batch=64, lr=1e-3, seed=0, weight_decay=0.1,
+        data=dict(p_plain=0.5, fillers_max=3, second_pair=0.6, pairs_max=2), model_name="toy-ioi",
+        eval=dict(second_pair=2),
+    ),
 }
 
 

@@ -13,7 +13,9 @@ and inserts k random non-name words into every IOI prompt of the batch (see ``fi
 :func:`circuitdb.tasks.ioi.generate_words`); ``order`` is the generator's name order (``"mixed3"`` adds BBAA prompts,
 where the repeated name comes first). The plain sequences take the IOI rows' length; ``plain_copy`` makes that
 fraction of them whole-sequence repeats ``[BOS] r r`` (a strong induction / copying signal for every name,
-held-out names included); ``name_next`` makes the word after every name of a plain sequence "and" or a verb, so
+held-out names included); ``second_pair`` (toy-ioi) is the probability that a batch's IOI prompts name a second
+pair that is not the answer (:func:`circuitdb.tasks.ioi.generate_words`), which "copy every name, suppress S" cannot
+solve; ``name_next`` makes the word after every name of a plain sequence "and" or a verb, so
 every name (held-out ones included) gets an "is a name" feature that IOI can use to find names at varying positions.
 """
 
@@ -36,6 +38,9 @@ class IOIData:
     plain_copy: float = 0.0  # fraction of the plain sequences that are [BOS] r r (whole-sequence repeat)
     distractors: int = 0  # IOI prompts: up to this many other names mentioned twice among the fillers
     name_next: bool = False  # plain sequences: the word after a name is "and" or a verb (teaches "is a name")
+    second_pair: float = 0.0  # probability that a batch's IOI prompts have more, non-answer pairs of names
+    pairs_max: int = 1  # such a batch has 1..pairs_max non-answer pairs (one count per batch)
+    s_extra: int = 0  # IOI prompts with fillers: 0..s_extra more mentions of S among them (per prompt)
 
     def batch(self, g: torch.Generator, n: int) -> tuple[Tensor, Tensor]:
         """``(tokens [n, seq], is_plain [n])``."""
@@ -44,10 +49,12 @@ class IOIData:
         idx = {w: i for i, w in enumerate(V.IOI_WORDS)}
         n_plain = int(round(n * self.p_plain))
         k = int(torch.randint(0, self.fillers_max + 1, (1,), generator=g)) if self.fillers_max else 0
+        pair2 = int(torch.randint(1, self.pairs_max + 1, (1,), generator=g)) if self.second_pair and bool(
+            torch.rand(1, generator=g) < self.second_pair) else 0
         rows = generate_words(g, n - n_plain, V.NAMES[: V.IOI_TRAIN_NAMES], V.PLACES, V.OBJECTS, V.VERBS, TEMPLATES,
-                              self.order, k, filler_pool(), self.distractors)
+                              self.order, k, filler_pool(), self.distractors, pair2, self.s_extra)
         ioi = torch.tensor([[0] + [idx[w] for w in r[0]] + [idx[r[2]]] for r in rows])  # prompt + answer
-        s = self.seq_len + 1 + k
+        s = ioi.shape[1]  # the plain sequences take the IOI rows' length
         name_ids = torch.tensor([idx[w] for w in V.NAMES])
         words = torch.randint(1, len(V.IOI_WORDS) - 1, (n_plain, s), generator=g)
         names = name_ids[torch.randint(0, len(name_ids), (n_plain, s), generator=g)]
@@ -84,8 +91,10 @@ def loss_fn(model, batch: tuple[Tensor, Tensor]) -> Tensor:  # noqa: ANN001
     return ioi_loss + plain_loss
 
 
-def evaluate(model, seed: int = 123, fillers: int = 0, order: str = "mixed") -> dict:  # noqa: ANN001
-    """Scores on the default IOI prompts; with ``fillers`` / ``order`` set, also on that variant (keys ``*_var``)."""
+def evaluate(model, seed: int = 123, fillers: int = 0, order: str = "mixed",  # noqa: ANN001
+             second_pair: int = 0) -> dict:
+    """Scores on the default IOI prompts; with ``fillers`` / ``order`` set, also on that variant (keys ``*_var``);
+    with ``second_pair=N``, also on prompts with 1..N non-answer pairs (keys ``*_pair1`` ...)."""
     from circuitdb.tasks.ioi import ioi_task
     from circuitdb.tasks.metrics import logit_diff
 
@@ -93,6 +102,8 @@ def evaluate(model, seed: int = 123, fillers: int = 0, order: str = "mixed") -> 
     variants = [("", {})]
     if fillers or order != "mixed":
         variants.append(("_var", dict(fillers=fillers, order=order)))
+    if second_pair:
+        variants += [(f"_pair{k}", dict(second_pair=k)) for k in range(1, int(second_pair) + 1)]
     for suffix, kw in variants:
         for names in ("train", "heldout"):
             ds = ioi_task(model, n=256, seed=seed, names=names, **kw)

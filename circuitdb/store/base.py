@@ -60,6 +60,13 @@ class GraphStore(ABC):
 
     # -------------------------------------------------------------- graphs
     @abstractmethod
+    def gc(self, *, full: bool = False, lease_seconds: float | None = None) -> int:
+        """Delete the versions nobody reads (superseded ones, and incomplete ones no writer is still working on);
+        returns how many went. ``lease_seconds``: an incomplete version younger than this may be another process's
+        write in progress and is kept (stores with several writers; default: the store's own lease). ``full``: also
+        look for rows of versions that have no Graph row at all (stores whose writes can leave such rows)."""
+
+    @abstractmethod
     def write_graph(self, graph: "AttributionGraph", *, graph_id: str | None = None) -> str:
         """Store ``graph`` under ``graph_id`` (default ``graph.id``), replacing any graph of that id atomically."""
 

@@ -282,9 +282,11 @@ class EmbeddedStore(GraphStore):
         log.info("deleted graph %r", graph_id)
         return True
 
-    def gc(self, *, full: bool = False) -> int:
+    def gc(self, *, full: bool = False, lease_seconds: float | None = None) -> int:
         """Delete versions nobody reads (superseded or incomplete); ``full`` also scans every node for versions
-        without a Graph row. Returns how many versions went."""
+        without a Graph row. Returns how many versions went. ``lease_seconds`` is accepted for the common signature
+        and has nothing to wait for here: Ladybug lets one process write a database, so an incomplete version is
+        never another writer's work in progress."""
         with self._errors("collecting old versions in"):
             self.connect()
             return vs.collect(self, full=full)

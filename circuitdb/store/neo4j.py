@@ -203,13 +203,7 @@ class Neo4jStore(GraphStore):
         """Write many graphs in few transactions: their rows share the chunk transactions, and ONE flip makes them
         all visible, each complete. Returns the graph ids."""
         graphs = list(graphs)
-        ids = [None] * len(graphs) if graph_ids is None else list(graph_ids)
-        if len(ids) != len(graphs):
-            raise ConfigError(f"write_graphs: {len(graphs)} graphs but {len(ids)} graph ids")
-        gids = [rw.check_graph_id(i or g.id) for g, i in zip(graphs, ids)]
-        dup = sorted({g for g in gids if gids.count(g) > 1})
-        if dup:
-            raise ConfigError(f"write_graphs got graph id(s) {dup} more than once; each id once per call")
+        gids = rw.check_graph_ids(graphs, [None] * len(graphs) if graph_ids is None else list(graph_ids))
         if not graphs:
             return []
         what = f"graph {gids[0]!r}" if len(gids) == 1 else f"{len(gids)} graphs"
@@ -242,11 +236,12 @@ class Neo4jStore(GraphStore):
         log.info("deleted graph %r" if existed else "no graph %r to delete", graph_id)
         return existed
 
-    def gc(self, *, lease_seconds: float = nv.LEASE_SECONDS) -> int:
+    def gc(self, *, full: bool = False, lease_seconds: float | None = None) -> int:
         """Delete the versions nobody reads: superseded ones, and incomplete ones older than ``lease_seconds``
-        (a younger one may be another process's write in progress). Returns how many went."""
+        (default 1 h; a younger one may be another process's write in progress). Returns how many went. ``full`` has
+        nothing more to find here: a Neo4j write creates its Graph row first, so every version has one."""
         with self._errors("collecting old versions in"):
-            return nv.gc(self, lease_seconds)
+            return nv.gc(self, nv.LEASE_SECONDS if lease_seconds is None else lease_seconds)
 
     # ------------------------------------------------------------------ reads
     def read_graph(self, graph_id: str) -> AttributionGraph:

@@ -197,3 +197,30 @@ def test_minor_head_parts_fold_into_the_plain_edge_exactly(model, tcs, share):
 def test_bad_min_head_share_is_named(model, tcs, bad):
     with pytest.raises(ConfigError, match="min_head_share"):
         attribute_features(model, prompt(), tcs, progress=False, min_head_share=bad)
+
+
+@pytest.mark.parametrize("square_bytes", [None, 0])
+def test_row_block_influence_equals_the_series_over_the_rows(monkeypatch, square_bytes):
+    """RowBlocks.influence runs the series on the square block among row nodes and reads the rows once: equal to
+    stepping the series over the rows themselves (and the fallback, square_bytes=0, is that series)."""
+    import torch
+
+    from circuitdb.attribution import feature_edges as fe
+    from circuitdb.pruning import propagate
+
+    if square_bytes is not None:
+        monkeypatch.setattr(fe, "SQUARE_BYTES", square_bytes)
+    g = torch.Generator().manual_seed(0)
+    n_src, n_log = 600, 3
+    feat = torch.randperm(n_src, generator=g)[:150]
+    rows = torch.randn(150, n_src, generator=g, dtype=torch.float64) * (torch.arange(n_src)[None] < feat[:, None])
+    rows[rows.abs() < 1.0] = 0  # a sparse DAG: a feature reads only lower-numbered sources
+    blocks = [(torch.randn(n_log, n_src, generator=g, dtype=torch.float64), torch.arange(n_log) + n_src),
+              (rows[:100], feat[:100]), (rows[100:], feat[100:])]
+    w = np.zeros(n_src + n_log)
+    w[n_src:] = [0.5, 0.3, 0.2]
+    rb = fe.RowBlocks(blocks, n_src + n_log)
+    want = propagate(rb.step, w, n_src + n_log)
+    got = rb.influence(w)
+    assert (want > 0).sum() > 100 and np.isin(feat.numpy(), np.flatnonzero(want > 0)).any()
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)

@@ -207,6 +207,16 @@ def test_rewrite_is_idempotent_and_replaces(store, graph):
     assert count(store, "MATCH ()-[r:ATTRIBUTES]->() RETURN count(r)") == smaller.n_edges
 
 
+@pytest.mark.parametrize("kw", [{}, {"full": True}, {"lease_seconds": 0}, {"full": True, "lease_seconds": 60}])
+def test_gc_has_one_signature_and_leaves_current_versions(store, graph, kw):
+    """Both stores take the same gc keywords; after rewrites nothing current is collected and the graph reads whole."""
+    store.write_graph(graph)
+    store.write_graph(graph)
+    assert store.gc(**kw) >= 0
+    assert store.gc(**kw) == 0  # nothing left to collect
+    assert store.read_graph("g-mixed").diff(graph) == []
+
+
 def test_run_with_write_true_writes_and_errors_are_query_errors(store):
     store.run("CREATE (:Graph {sid: $id, id: $id, current: true, meta: $m})", {"id": "manual", "m": "{}"},
               write=True)

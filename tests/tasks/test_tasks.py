@@ -147,3 +147,42 @@ def test_ioi_variable_positions_and_bbaa(toy_ioi) -> None:
     assert first[2] == first[4] == detokenize(toy_ioi, [int(bbaa.wrong[0])])[0]
     plain = load_task("ioi", toy_ioi, n=8, seed=0)
     assert "fillers" not in plain.meta and plain.clean.shape[1] == 15
+
+
+def test_ioi_second_pair(toy_ioi) -> None:
+    """``second_pair=N``: N more pairs of names, each mentioned once, that are not the answer; the answer is S's partner
+    in S's own clause, and which clause holds S's pair varies (so "every name but S" is not the answer)."""
+    from circuitdb.models.vocab import NAMES
+
+    for n_other, fillers in ((1, 3), (2, 1)):
+        ds = load_task("ioi", toy_ioi, n=40, seed=1, second_pair=n_other, fillers=fillers)
+        assert ds.clean.shape == (40, 1 + 1 + 8 * (n_other + 1) + 5 + fillers) and ds.meta["second_pair"] == n_other
+        clause_of_s = set()
+        for i in range(len(ds)):
+            words = detokenize(toy_ioi, ds.clean[i].tolist())[1:]
+            io, s = detokenize(toy_ioi, [int(ds.answer[i]), int(ds.wrong[i])])
+            names = [w for w in words if w in NAMES]
+            assert len(names) == 2 * (n_other + 1) + 1 and names[-1] == s, words
+            assert words.count(s) == 2 and all(names.count(w) == 1 for w in names if w != s), words
+            i_io, i_s1 = words.index(io), words.index(s)
+            assert abs(i_io - i_s1) == 2 and words[min(i_io, i_s1) + 1] == "and", words  # one pair
+            clause_of_s.add(names.index(s) // 2)
+            diff = (ds.clean[i] != ds.corrupted[i]).nonzero().flatten().tolist()
+            assert len(diff) == 1 and detokenize(toy_ioi, [int(ds.clean[i, diff[0]])]) == [s]
+        assert clause_of_s == set(range(n_other + 1))  # S's pair is first, second, ...
+    with pytest.raises(ConfigError, match="second_pair takes order"):
+        load_task("ioi", toy_ioi, n=2, second_pair=1, order="BBAA")
+
+
+def test_ioi_extra_s_mentions(toy_ioi) -> None:
+    """``s_extra=R``: 0..R more mentions of S replace fillers; the IO stays the only name mentioned once."""
+    from circuitdb.models.vocab import NAMES
+
+    ds = load_task("ioi", toy_ioi, n=40, seed=2, fillers=6, s_extra=3)
+    counts = set()
+    for i in range(len(ds)):
+        words = detokenize(toy_ioi, ds.clean[i].tolist())[1:]
+        io, s = detokenize(toy_ioi, [int(ds.answer[i]), int(ds.wrong[i])])
+        assert words.count(io) == 1 and {w for w in words if w in NAMES} == {io, s}, words
+        counts.add(words.count(s))
+    assert counts == {2, 3, 4, 5} and ds.meta["s_extra"] == 3
