@@ -271,6 +271,8 @@ def main(argv: list[str]) -> None:
     p.add_argument("--cap", type=int, default=4096)
     p.add_argument("--peer", default="/tmp/ct-venv/bin/python", help="python of a venv with circuit-tracer 0.5.0")
     p.add_argument("--tools", default="circuitdb,circuit-tracer,heads", help="also: raw (circuitdb, prune=None)")
+    p.add_argument("--peer-batch", type=int, help="circuit-tracer's batch_size (default: its own, 512); lower it "
+                   "to fit a long prompt in memory")
     p.add_argument("--need-gib", type=float, default=12)
     p.add_argument("--limit-gib", type=float, default=11)
     p.add_argument("--one", nargs="+", metavar="WIDTH TOKENS CAP HEADS [PRUNE]", help=argparse.SUPPRESS)
@@ -295,7 +297,8 @@ def main(argv: list[str]) -> None:
             if "circuitdb" in tools:
                 res["ours"] = _run(me + ["--one", str(w), str(n), str(a.cap), "0"], need, limit)
             if "circuit-tracer" in tools:
-                res["peer"] = _run(peer + [str(w), str(n), str(a.cap)], need, limit)
+                res["peer"] = _run(peer + [str(w), str(n), str(a.cap), *([str(a.peer_batch)] if a.peer_batch else [])],
+                                   need, limit)
             if "heads" in tools:
                 res["heads"] = _run(me + ["--one", str(w), str(n), str(a.cap), "1"], need, limit)
             if "raw" in tools:  # every non-zero entry stored: the memory the pruning saves

@@ -1,14 +1,15 @@
 """circuit-tracer 0.5.0's side of the GPT-2-shape benchmark (``feature_bench.py --gpt2``); runs in the scratch venv.
 
-    /tmp/ct-venv/bin/python bench/feature_peer.py CACHE WIDTH TOKENS MAX_FEATURE_NODES
+    /tmp/ct-venv/bin/python bench/feature_peer.py CACHE WIDTH TOKENS MAX_FEATURE_NODES [BATCH_SIZE]
 
 Reads what ``feature_bench.py --gpt2-setup`` wrote under CACHE (``config.json``, ``model.safetensors``,
 ``w{WIDTH}/layer_{l}.safetensors`` with ``W_enc [d, width]``, ``W_dec [width, d]``, ``b_enc``, ``b_dec``,
 ``threshold``; ``tokens_{TOKENS}.json``), builds circuit-tracer's TransformerLens replacement model with JumpReLU
 transcoders on ``ln2.hook_normalized`` → ``mlp.hook_out`` (the LayerNorm of a random model is the identity, so the
-TransformerLens 2.x and 3.x readings of that hook agree), runs ``attribute`` with its defaults (batch 512) on one
-thread, prunes with ``prune_graph`` (0.8 / 0.98), and prints one JSON line: times, the logit rows over the visited
-features (for the agreement check) and the edge counts. Imports only torch, transformer-lens 2.x, circuit-tracer.
+TransformerLens 2.x and 3.x readings of that hook agree), runs ``attribute`` with its defaults (batch 512 unless
+BATCH_SIZE is given) on one thread, prunes with ``prune_graph`` (0.8 / 0.98), and prints one JSON line: times, the
+logit rows over the visited features (for the agreement check) and the edge counts. Imports only torch,
+transformer-lens 2.x, circuit-tracer.
 """
 
 from __future__ import annotations
@@ -82,6 +83,7 @@ def main() -> None:
         clt_check(Path(sys.argv[2]))
         return
     cache, width, n_tok, cap = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    batch = {"batch_size": int(sys.argv[5])} if len(sys.argv) > 5 else {}  # circuit-tracer's default: 512
     import torch
 
     torch.set_num_threads(1)
@@ -113,7 +115,7 @@ def main() -> None:
     setup_s = time.perf_counter() - t_setup
     rss_setup = next(int(x.split()[1]) * 1024 for x in open("/proc/self/status") if x.startswith("VmRSS:"))
     c0, w0 = time.process_time(), time.perf_counter()
-    g = attribute(tokens, model, max_feature_nodes=cap, verbose=False)
+    g = attribute(tokens, model, max_feature_nodes=cap, verbose=False, **batch)
     attr_cpu, attr_wall = time.process_time() - c0, time.perf_counter() - w0
     p0 = time.perf_counter()
     pr = prune_graph(g, 0.8, 0.98)
@@ -122,7 +124,8 @@ def main() -> None:
     n_sel, n_logit = len(g.selected_features), len(g.logit_targets)
     feats = g.active_features[g.selected_features]  # [n_sel, 3]: layer, pos, feature index
     logit_ids = [int(getattr(t, "vocab_idx", getattr(t, "token_id", -1))) for t in g.logit_targets]
-    out = {"tool": "circuit-tracer 0.5.0", "width": width, "tokens": n_tok, "cap": cap, "setup_s": setup_s, "rss_after_setup": rss_setup,
+    out = {"tool": "circuit-tracer 0.5.0", "width": width, "tokens": n_tok, "cap": cap,
+           "batch": batch.get("batch_size", 512), "setup_s": setup_s, "rss_after_setup": rss_setup,
            "attr_cpu_s": attr_cpu, "attr_wall_s": attr_wall, "prune_s": prune_s,
            "active": int(len(g.active_features)), "visited": n_sel, "nodes": int(adj.shape[0]),
            "raw_edges": int((adj != 0).sum()), "kept_nodes": int(pr.node_mask.sum()),
