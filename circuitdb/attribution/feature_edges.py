@@ -27,7 +27,7 @@ from circuitdb.errors import ConfigError
 
 ADJACENCY_FORMAT = "circuitdb-adjacency-npz"
 INFLUENCE_DEFAULTS = {"node_threshold": 0.8, "edge_threshold": 0.98}
-_CHUNK = 2048
+_CHUNK = 512  # rows per chunk: |chunk| temporaries stay ~200 MB at 100k sources
 #: RowBlocks.influence runs the series on the square block among the row nodes while it takes at most this much
 SQUARE_BYTES = 2**30
 
