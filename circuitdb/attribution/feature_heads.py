@@ -337,8 +337,8 @@ def add_heads(graph, model, dictionaries=None, *, keys=None, batch_size: int = 6
                                 token_vectors=params.get("token_vectors", "embed+pos"))
     nodes, e, stats = decompose_heads(rm, g.nodes, {"src": g.src, "dst": g.dst, "weight": g.weight,
                                                     "channel": g.channel}, batch_size, progress, min_head_share)
-    meta = {**graph.meta, "params": {**graph.meta.get("params", {}), "heads": True, "min_head_share": min_head_share},
-            "head_decomposition": stats}
+    params = {**graph.meta.get("params", {}), "heads": True, "min_head_share": float(min_head_share)}
+    meta = {**graph.meta, "params": params, "head_decomposition": stats}
     if keys is not None:
         meta["heads_for"] = sorted(map(str, keys))
     return AttributionGraph(nodes, e["src"], e["dst"], e["weight"], e["channel"], meta)

@@ -43,6 +43,20 @@ def _serve_guide():
     return server
 
 
+def _drawn_frame(page, min_nodes: int) -> dict:  # noqa: ANN001
+    """The node captions and relationship captions of the newest result frame, once it draws ``min_nodes`` nodes
+    (waits up to 30 s, then 1.5 s more for the layout to settle)."""
+    newest = "document.querySelector('[data-testid=frame]')"
+    for _ in range(60):
+        if page.evaluate(f"() => {newest}.querySelectorAll('svg g.node').length") >= min_nodes:
+            break
+        page.wait_for_timeout(500)
+    page.wait_for_timeout(1500)
+    return page.evaluate(f"""() => ({{
+        nodes: [...{newest}.querySelectorAll('svg g.node')].map(g => g.textContent),
+        rels: [...{newest}.querySelectorAll('svg g.relationship text')].map(t => t.textContent)}})""")
+
+
 def test_browser_draws_a_styled_graph(neo4j_server) -> None:
     require_chromium()
     http = neo4j_server.get("CIRCUITDB_NEO4J_HTTP")
@@ -107,29 +121,14 @@ def test_browser_draws_a_styled_graph(neo4j_server) -> None:
                              "rank_by": "'product'", "limit": "2"}.items():
                     run(f":param {k} => {v}")
                 run(browser_form("paths_between"))
-                newest = "document.querySelector('[data-testid=frame]')"
-                for _ in range(60):
-                    if page.evaluate(f"() => {newest}.querySelectorAll('svg g.node').length") >= 4:
-                        break
-                    page.wait_for_timeout(500)
-                page.wait_for_timeout(1500)
-                drawn = page.evaluate(f"""() => ({{
-                    nodes: [...{newest}.querySelectorAll('svg g.node')].map(g => g.textContent),
-                    rels: [...{newest}.querySelectorAll('svg g.relationship text')].map(t => t.textContent)}})""")
+                drawn = _drawn_frame(page, min_nodes=4)
                 # a saved circuit, drawn by circuit_edges' Browser form with "Connect result nodes" off: its nodes
                 # and exactly its edges (E@1 → L:5@1 joins two of its nodes but is not one of its edges)
                 run(":config autoComplete: false")
                 run(f":param name => '{circuit}'")
                 run(":param limit => 50")
                 run(browser_form("circuit_edges"))
-                for _ in range(60):
-                    if page.evaluate(f"() => {newest}.querySelectorAll('svg g.node').length") >= 4:
-                        break
-                    page.wait_for_timeout(500)
-                page.wait_for_timeout(1500)
-                drawn_circuit = page.evaluate(f"""() => ({{
-                    nodes: [...{newest}.querySelectorAll('svg g.node')].map(g => g.textContent),
-                    rels: [...{newest}.querySelectorAll('svg g.relationship text')].map(t => t.textContent)}})""")
+                drawn_circuit = _drawn_frame(page, min_nodes=4)
                 if os.environ.get("CIRCUITDB_BROWSER_SHOT"):
                     page.screenshot(path=os.environ["CIRCUITDB_BROWSER_SHOT"])
                 browser.close()

@@ -212,7 +212,7 @@ def test_gc_has_one_signature_and_leaves_current_versions(store, graph, kw):
     """Both stores take the same gc keywords; after rewrites nothing current is collected and the graph reads whole."""
     store.write_graph(graph)
     store.write_graph(graph)
-    assert store.gc(**kw) >= 0
+    assert isinstance(store.gc(**kw), int)  # the rewrite's own collection may already have taken the old version
     assert store.gc(**kw) == 0  # nothing left to collect
     assert store.read_graph("g-mixed").diff(graph) == []
 
