@@ -15,36 +15,21 @@ torch.set_num_threads(1)
 import circuitdb
 from circuitdb.circuits.circuit import circuit_from_nodes
 from circuitdb.circuits.query import query
-from circuitdb.models.attention_scores import _patterns, duplicate_token_scores, repeated_random_tokens
+from circuitdb.models.attention_scores import _patterns, duplicate_token_scores, ioi_attention, repeated_random_tokens
 from circuitdb.store.base import open_store
 from circuitdb.tasks import load_task
 
 
 def positions(ds):
-    c = ds.clean
-    b, s = c.shape
-    io, sn = ds.answer.view(-1), ds.wrong.view(-1)
-    pos = torch.arange(s)[None].expand(b, s)
-    is_io = c == io[:, None]
-    is_s = c == sn[:, None]
-    io_pos = torch.where(is_io, pos, -1).max(1).values
-    s1 = torch.where(is_s, pos, s).min(1).values
-    s2 = torch.where(is_s, pos, -1).max(1).values
-    end = ds.answer_pos.view(-1)
-    return io_pos, s1, s2, end
+    from circuitdb.models.train_ioi import role_positions
+
+    p = role_positions(ds.clean, ds.answer.view(-1), ds.wrong.view(-1))
+    return p["io"], p["s1"], p["s2"], ds.answer_pos.view(-1)
 
 
 def role_scores(model, ds):
-    p = _patterns(model, ds.clean).permute(1, 3, 4, 0, 2)  # batch q k layer head
-    io, s1, s2, end = positions(ds)
-    r = torch.arange(len(ds))
-    s2s1 = p[r, s2, s1].mean(0)
-    endio = p[r, end, io].mean(0)
-    ends2 = p[r, end, s2].mean(0)
-    endS1 = p[r, end, s1].mean(0)
     rep = repeated_random_tokens(model.cfg.d_vocab, 64, 8, seed=0)
-    dup = duplicate_token_scores(model, rep)
-    return dict(s2_s1=s2s1, end_io=endio, end_s2=ends2, end_s1=endS1, dup=dup)
+    return {**ioi_attention(model, ds), "dup": duplicate_token_scores(model, rep)}
 
 
 def accuracy_and_pair_attention(model, second_pair):

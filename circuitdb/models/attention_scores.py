@@ -172,3 +172,18 @@ def _check_tokens(tokens: Tensor, min_len: int) -> Tensor:
         shape = tuple(tokens.shape) if isinstance(tokens, Tensor) else type(tokens).__name__
         raise ConfigError(f"expected token ids [batch, seq] with seq >= {min_len}; got {shape}")
     return tokens.long().cpu()
+
+
+def ioi_attention(model: "HookedTransformer", ds) -> dict[str, Float[Tensor, "layer head"]]:  # noqa: ANN001
+    """Mean attention per head on the clean prompts of an IOI dataset ``ds`` (:func:`circuitdb.tasks.ioi.ioi_task`):
+    ``s2_s1`` (duplicate-token heads), ``end_s2`` (S-inhibition), ``end_io`` (name movers) and ``end_s1``. S1 / S2
+    are S's first and last mention, IO the answer's one mention, END the answer position."""
+    from circuitdb.models.train_ioi import role_positions
+
+    c = ds.clean
+    pos = role_positions(c, ds.answer.view(-1).to(c.device), ds.wrong.view(-1).to(c.device))
+    end, r = ds.answer_pos.view(-1).cpu(), torch.arange(len(c))
+    p = _patterns(model, c).permute(1, 3, 4, 0, 2)  # batch, query, key, layer, head
+    at = lambda q, k: p[r, q.cpu(), k.cpu()].mean(0)  # noqa: E731
+    return {"s2_s1": at(pos["s2"], pos["s1"]), "end_io": at(end, pos["io"]), "end_s1": at(end, pos["s1"]),
+            "end_s2": at(end, pos["s2"])}

@@ -141,33 +141,18 @@ def test_ioi_circuit_roles_and_faithfulness(tmp_path):
     store.close()
 
 
-def _ioi_attention(model, ds) -> dict:  # noqa: ANN001
-    """Mean attention per head ``[layer, head]``: S2→S1, END→IO, END→S1, END→S2 over the clean prompts of ``ds``."""
-    import torch
-
-    from circuitdb.models.attention_scores import _patterns
-
-    c = ds.clean
-    pos = torch.arange(c.shape[1]).expand_as(c)
-    is_s = c == ds.wrong.view(-1, 1)
-    io = torch.where(c == ds.answer.view(-1, 1), pos, -1).max(1).values
-    s1, s2 = torch.where(is_s, pos, c.shape[1]).min(1).values, torch.where(is_s, pos, -1).max(1).values
-    end, r = ds.answer_pos.view(-1), torch.arange(len(c))
-    p = _patterns(model, c).permute(1, 3, 4, 0, 2)  # batch, query, key, layer, head
-    return {"s2_s1": p[r, s2, s1].mean(0), "end_io": p[r, end, io].mean(0), "end_s1": p[r, end, s1].mean(0),
-            "end_s2": p[r, end, s2].mean(0)}
-
-
 def _roles_match_attention(model, roles) -> None:  # noqa: ANN001
     """Attention-pattern truth (64 IOI prompts the attribution did not see) against the roles ``ioi_circuit``
     returned. The shipped toy-ioi does IOI by copy suppression (docs/design.md, toy-ioi's mechanism): no
     duplicate-token head and no END→IO name mover exist, so the query returns no feeder role; its "name movers"
     (strongest direct effect) are the layer-1 heads that attend END→S2 and push S down, and its "S-inhibition" heads
     (feeding their q) are layer-0 heads that copy every name (END→IO ≈ END→S1). A toy-ioi with the GPT-2 circuit
-    must flip these assertions: duplicate-token heads S2→S1 high, name movers END→IO high and END→S low."""
+    must flip these assertions: duplicate-token heads S2→S1 high, name movers END→IO high and END→S low (as
+    toy-ioi-circuit does: tests/circuits/test_ioi_full_circuit.py)."""
+    from circuitdb.models.attention_scores import ioi_attention
     from circuitdb.tasks import load_task
 
-    a = _ioi_attention(model, load_task("ioi", model, n=64, seed=5))
+    a = ioi_attention(model, load_task("ioi", model, n=64, seed=5))
     log.info("toy-ioi attention truth: %s", {k: [[round(float(x), 2) for x in row] for row in v] for k, v in a.items()})
     assert float(a["s2_s1"].max()) < 0.5 and float(a["end_io"].max()) < 0.5  # no duplicate-token head, no name mover
     assert set(roles["role"]) == {"name_mover", "s_inhibition"}
