@@ -6,7 +6,7 @@ decoder bias initialised at the target mean. Activations are collected once from
 memory), 10% are held out, and the held-out fraction of variance explained (FVE) is recorded in the file's stats.
 Documented quality bar: held-out FVE ≥ 0.8 for every shipped dictionary.
 
-Reproduce the zoo's files (seed 0): ``python -m circuitdb.dictionaries.train toy-ioi`` (transcoders, width 256) and
+Reproduce the zoo's files (seed 0): ``python -m circuitdb.dictionaries.train toy-ioi`` (and ``toy-ioi-circuit``; transcoders, width 256) and
 ``python -m circuitdb.dictionaries.train toy-induction-2l --kind sae`` (residual SAEs at ``hook_resid_post``).
 """
 
@@ -153,14 +153,17 @@ def random_dictionaries(model, kind: str = "transcoder", width: int = 64, seed: 
 
 
 def zoo_tokens(model, n: int, seed: int) -> Int[Tensor, "n seq"]:  # noqa: ANN001
-    """Training text for a zoo model: its task distribution for ``toy-ioi`` / ``toy-induction-2l`` (clean and
-    corrupted induction prompts), random tokens otherwise."""
+    """Training text for a zoo model: its task distribution for ``toy-ioi`` / ``toy-ioi-circuit`` /
+    ``toy-induction-2l`` (clean and corrupted induction prompts), random tokens otherwise."""
+    from circuitdb.models.train import RECIPES
+
     g = torch.Generator().manual_seed(seed)
-    if getattr(model.cfg, "model_name", "") == "toy-ioi":
-        from circuitdb.models.train import RECIPES
+
+    name = getattr(model.cfg, "model_name", "")
+    if name.startswith("toy-ioi") and name in RECIPES:
         from circuitdb.models.train_ioi import IOIData
 
-        data = IOIData(**RECIPES["toy-ioi"].data)  # the distribution toy-ioi was trained on
+        data = IOIData(**RECIPES[name].data)  # the distribution the model was trained on
         if not data.fillers_max:  # fixed positions: the shipped transcoders' text (IOIData's defaults)
             return IOIData().batch(g, n)[0]
         # one filler count per batch: batches of 64, right-padded with random words to the longest
@@ -169,7 +172,7 @@ def zoo_tokens(model, n: int, seed: int) -> Int[Tensor, "n seq"]:  # noqa: ANN00
         pad = lambda c: torch.cat([c, torch.randint(1, model.cfg.d_vocab, (len(c), width - c.shape[1]),  # noqa: E731
                                                     generator=g)], dim=1)
         return torch.cat([pad(c) for c in chunks])[:n]
-    if getattr(model.cfg, "model_name", "") == "toy-induction-2l":
+    if name == "toy-induction-2l":
         from circuitdb.tasks.induction import induction_task
 
         task = induction_task(model, n=(n + 1) // 2, seed=seed, half_len=16)

@@ -75,6 +75,19 @@ RECIPES: dict[str, Recipe] = {
         data=dict(p_plain=0.5, fillers_max=3, second_pair=0.6, pairs_max=2), model_name="toy-ioi",
         eval=dict(second_pair=2),
     ),
+    # toy-ioi-v2's data (variable positions, BBAA prompts) plus the cross-entropy of one head per IOI role's attention
+    # at the role's positions (train_ioi.GUIDE_ROLES; InterpBench-style, docs/design.md): A0.0 S2→S1, A1.0 END→S2,
+    # A2.0 END→IO. The other heads are free; the zoo's toy-ioi-circuit (the full duplicate-token → S-inhibition →
+    # name-mover circuit, found from attention in tests/circuits/test_ioi_full_circuit.py).
+    "toy-ioi-circuit": Recipe(
+        name="toy-ioi-circuit",
+        config=dict(n_layers=3, n_heads=4, d_model=64, d_head=16, d_mlp=256, n_ctx=32, attn_only=False,
+                    normalization_type="LN", act_fn="gelu", positional_embedding_type="standard"),
+        steps=4000, batch=64, lr=1e-3, seed=0, weight_decay=0.1,
+        data=dict(p_plain=0.5, fillers_max=6, order="mixed3", plain_copy=0.5, name_next=True,
+                  guide={"duplicate_token": [[0, 0]], "s_inhibition": [[1, 0]], "name_mover": [[2, 0]]}),
+        eval=dict(fillers=6, order="mixed3"),
+    ),
 }
 
 

@@ -17,15 +17,21 @@ held-out names included); ``second_pair`` (toy-ioi) is the probability that a ba
 pair that is not the answer (:func:`circuitdb.tasks.ioi.generate_words`), which "copy every name, suppress S" cannot
 solve; ``name_next`` makes the word after every name of a plain sequence "and" or a verb, so
 every name (held-out ones included) gets an "is a name" feature that IOI can use to find names at varying positions.
+
+Guided roles (``toy-ioi-circuit``): ``guide={"duplicate_token": [[0, 0]], ...}`` adds, for every listed head, the
+cross-entropy of its attention at its role's positions on the IOI rows (``duplicate_token`` S2→S1,
+``s_inhibition`` END→S2, ``name_mover`` END→IO; positions from :func:`role_positions`), times ``guide_weight``. Only
+those heads' attention is told where to look; what they write, and every other head, is learned from the task.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
+from circuitdb.errors import ConfigError
 from circuitdb.models import vocab as V
 
 
@@ -41,6 +47,13 @@ class IOIData:
     second_pair: float = 0.0  # probability that a batch's IOI prompts have more, non-answer pairs of names
     pairs_max: int = 1  # such a batch has 1..pairs_max non-answer pairs (one count per batch)
     s_extra: int = 0  # IOI prompts with fillers: 0..s_extra more mentions of S among them (per prompt)
+    guide: dict = field(default_factory=dict)  # role -> [[layer, head], ...]: attention targets (module doc)
+    guide_weight: float = 1.0  # weight of each guided head's attention cross-entropy
+
+    def __post_init__(self) -> None:
+        bad = sorted(set(self.guide) - set(GUIDE_ROLES))
+        if bad:
+            raise ConfigError(f"unknown guided IOI role(s) {bad}; valid options: {', '.join(GUIDE_ROLES)}")
 
     def batch(self, g: torch.Generator, n: int) -> tuple[Tensor, Tensor]:
         """``(tokens [n, seq], is_plain [n])``."""
@@ -54,6 +67,7 @@ class IOIData:
         rows = generate_words(g, n - n_plain, V.NAMES[: V.IOI_TRAIN_NAMES], V.PLACES, V.OBJECTS, V.VERBS, TEMPLATES,
                               self.order, k, filler_pool(), self.distractors, pair2, self.s_extra)
         ioi = torch.tensor([[0] + [idx[w] for w in r[0]] + [idx[r[2]]] for r in rows])  # prompt + answer
+        roles = role_positions(ioi[:, :-1], ioi[:, -1], torch.tensor([idx[r[3]] for r in rows]))
         s = ioi.shape[1]  # the plain sequences take the IOI rows' length
         name_ids = torch.tensor([idx[w] for w in V.NAMES])
         words = torch.randint(1, len(V.IOI_WORDS) - 1, (n_plain, s), generator=g)
@@ -78,17 +92,47 @@ class IOIData:
             plain[i, b:b + L] = plain[i, a:a + L]
         tokens = torch.cat([ioi, plain])
         is_plain = torch.cat([torch.zeros(len(ioi), dtype=torch.bool), torch.ones(n_plain, dtype=torch.bool)])
-        return tokens, is_plain
+        return tokens, is_plain, roles, self
 
 
-def loss_fn(model, batch: tuple[Tensor, Tensor]) -> Tensor:  # noqa: ANN001
-    tokens, is_plain = batch
-    logits = model(tokens[:, :-1])
+GUIDE_ROLES = ("duplicate_token", "s_inhibition", "name_mover")
+# (query, key) position pair of each guided role, as columns of role_positions()
+_ROLE_QK = {"duplicate_token": ("s2", "s1"), "s_inhibition": ("end", "s2"), "name_mover": ("end", "io")}
+
+
+def role_positions(prompts: Tensor, io: Tensor, s: Tensor) -> dict[str, Tensor]:
+    """Per IOI prompt (``[n, seq]``, BOS first; ``io`` / ``s``: the IO and S token ids): the positions of IO (its one
+    mention), S1 / S2 (S's first and last mention) and END (the last position, where the answer is predicted)."""
+    pos = torch.arange(prompts.shape[1]).expand_as(prompts)
+    is_s = prompts == s[:, None]
+    return {"io": torch.where(prompts == io[:, None], pos, -1).max(1).values,
+            "s1": torch.where(is_s, pos, prompts.shape[1]).min(1).values,
+            "s2": torch.where(is_s, pos, -1).max(1).values,
+            "end": torch.full((len(prompts),), prompts.shape[1] - 1)}
+
+
+def loss_fn(model, batch: tuple) -> Tensor:  # noqa: ANN001
+    tokens, is_plain, roles, data = batch
+    patterns: dict[int, Tensor] = {}
+
+    def grab(pattern: Tensor, hook) -> None:  # noqa: ANN001
+        patterns[hook.layer()] = pattern
+
+    layers = sorted({int(lh[0]) for heads in data.guide.values() for lh in heads})
+    with model.hooks(fwd_hooks=[(f"blocks.{layer}.attn.hook_pattern", grab) for layer in layers]):
+        logits = model(tokens[:, :-1])
     logp = logits.log_softmax(-1)
     nll = -logp.gather(-1, tokens[:, 1:, None]).squeeze(-1)  # [n, seq]
     ioi_loss = nll[~is_plain, -1].mean()
     plain_loss = nll[is_plain].mean() if bool(is_plain.any()) else nll.new_zeros(())
-    return ioi_loss + plain_loss
+    r = torch.arange(len(roles["io"]))
+    guide_loss = nll.new_zeros(())
+    for role, heads in data.guide.items():
+        q, k = (roles[x] for x in _ROLE_QK[role])
+        for layer, head in heads:
+            p = patterns[int(layer)][r, int(head), q, k]  # the IOI rows come first in the batch
+            guide_loss = guide_loss - torch.log(p + 1e-6).mean()
+    return ioi_loss + plain_loss + data.guide_weight * guide_loss
 
 
 def evaluate(model, seed: int = 123, fillers: int = 0, order: str = "mixed",  # noqa: ANN001

@@ -51,6 +51,9 @@ ZOO: dict[str, ZooEntry] = {e.name: e for e in [
              "vocabulary): previous-token head 0.2 → induction head 1.2; the other six heads are distractors"),
     ZooEntry("toy-ioi", "trained 3-layer model with MLPs and LayerNorm on a word-level toy IOI task "
              "(vocab.json: names, places, objects, verbs, fillers; some names held out of IOI training)"),
+    ZooEntry("toy-ioi-circuit", "toy-ioi's vocabulary and size, trained on variable-position IOI prompts with one "
+             "head per role guided: the full IOI circuit, duplicate-token A0.0 → S-inhibition A1.0, A1.2 → name "
+             "movers A2.0, A2.2, A2.3 (docs/design.md)"),
     ZooEntry("random-attn-1l", "random init: 1 layer, 4 heads, attention-only, no LayerNorm, d_model 32, vocab 50",
              dict(n_layers=1, n_heads=4, d_model=32, d_head=8, n_ctx=32, d_vocab=50, attn_only=True,
                   normalization_type=None, act_fn="gelu")),
