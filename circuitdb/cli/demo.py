@@ -1,7 +1,8 @@
 """``circuitdb demo``: the whole product on a toy model, offline, on any store.
 
 model → component attribution graph (EAP-IG, induction) → store → Cypher query (induction pairs) → pruned,
-evaluated, saved circuit → feature graph (toy-ioi, transcoders) → strongest token → logit path.
+evaluated, saved circuit → feature graph (toy-ioi, transcoders) → strongest token → logit path → pictures →
+checkpoint sweep → the full IOI circuit of toy-ioi-circuit (its three roles, held-out faithfulness).
 """
 
 from __future__ import annotations
@@ -107,6 +108,20 @@ def demo(
     sweep = circuitdb.query(st, "circuit_emergence", source="A0.2", target="A1.2", channel="k", threshold=0.5)
     _table(con, "A0.2 → A1.2 (k) over training steps, one stored graph per checkpoint",
            sweep[["step", "weight", "passes", "first_step"]])
+    con.rule("[bold]7. The full IOI circuit: toy-ioi-circuit's roles from its graph (queries/ioi_circuit.cypher)")
+    from circuitdb.circuits.circuit import circuit_from_nodes
+
+    full = circuitdb.load_model("toy-ioi-circuit")
+    gi = circuitdb.attribute(full, "ioi", method="eap-ig", n=24, seed=seed, progress=False, graph_id="demo-ioi-full")
+    st.write_graph(gi)
+    roles = circuitdb.query(st, "ioi_circuit", graph_id=gi.id)
+    roles = roles[roles["score"] >= 0.1 * roles.groupby("role")["score"].transform("max")]  # the heads that carry it
+    _table(con, "duplicate-token → S-inhibition → name movers (heads with ≥ 10 % of their role's top score)",
+           roles[["role", "head", "score", "via"]].assign(via=roles["via"].map(", ".join)))
+    held = circuit_from_nodes(gi, roles["head"], include_kinds=("embed", "logit", "mlp"), method="ioi_circuit")
+    held = held.evaluate(full, split="held_out", n=64)
+    con.print(f"those heads' circuit: {held.n_edges} of {gi.n_edges} edges, faithfulness "
+              f"{held.scores['faithfulness']:.3f} on 64 held-out prompts")
     con.rule()
     con.print(f"done in {time.perf_counter() - t0:.1f} s. Explore: circuitdb graphs list --store {st.uri}")
     st.close()

@@ -21,7 +21,8 @@ def _zoo_model(name: str):  # noqa: ANN202
     return load_model(name)
 
 
-@pytest.mark.parametrize("name, kind", [("toy-ioi", "transcoder"), ("toy-induction-2l", "sae")])
+@pytest.mark.parametrize("name, kind", [("toy-ioi", "transcoder"), ("toy-ioi-circuit", "transcoder"),
+                                        ("toy-induction-2l", "sae")])
 def test_shipped_dictionaries_fit_and_reach_fve(name, kind):
     model = _zoo_model(name)
     folder = zoo_dictionary_dir(name)
