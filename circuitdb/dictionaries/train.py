@@ -6,8 +6,9 @@ decoder bias initialised at the target mean. Activations are collected once from
 memory), 10% are held out, and the held-out fraction of variance explained (FVE) is recorded in the file's stats.
 Documented quality bar: held-out FVE ≥ 0.8 for every shipped dictionary.
 
-Reproduce the zoo's files (seed 0): ``python -m circuitdb.dictionaries.train toy-ioi`` (and ``toy-ioi-circuit``; transcoders, width 256) and
-``python -m circuitdb.dictionaries.train toy-induction-2l --kind sae`` (residual SAEs at ``hook_resid_post``).
+Reproduce the zoo's files (seed 0): ``python -m circuitdb.dictionaries.train toy-ioi`` and ``... toy-ioi-circuit``
+(transcoders, width 256) and ``python -m circuitdb.dictionaries.train toy-induction-2l --kind sae`` (residual SAEs
+at ``hook_resid_post``).
 """
 
 from __future__ import annotations
@@ -158,7 +159,6 @@ def zoo_tokens(model, n: int, seed: int) -> Int[Tensor, "n seq"]:  # noqa: ANN00
     from circuitdb.models.train import RECIPES
 
     g = torch.Generator().manual_seed(seed)
-
     name = getattr(model.cfg, "model_name", "")
     if name.startswith("toy-ioi") and name in RECIPES:
         from circuitdb.models.train_ioi import IOIData

@@ -29,6 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+from jaxtyping import Int
 from torch import Tensor
 
 from circuitdb.errors import ConfigError
@@ -55,8 +56,9 @@ class IOIData:
         if bad:
             raise ConfigError(f"unknown guided IOI role(s) {bad}; valid options: {', '.join(GUIDE_ROLES)}")
 
-    def batch(self, g: torch.Generator, n: int) -> tuple[Tensor, Tensor]:
-        """``(tokens [n, seq], is_plain [n])``."""
+    def batch(self, g: torch.Generator, n: int) -> tuple[Tensor, Tensor, dict[str, Tensor], "IOIData"]:
+        """``(tokens [n, seq], is_plain [n], role positions of the IOI rows (first in the batch), self)``: what
+        :func:`loss_fn` takes."""
         from circuitdb.tasks.ioi import TEMPLATES, filler_pool, generate_words
 
         idx = {w: i for i, w in enumerate(V.IOI_WORDS)}
@@ -100,7 +102,8 @@ GUIDE_ROLES = ("duplicate_token", "s_inhibition", "name_mover")
 _ROLE_QK = {"duplicate_token": ("s2", "s1"), "s_inhibition": ("end", "s2"), "name_mover": ("end", "io")}
 
 
-def role_positions(prompts: Tensor, io: Tensor, s: Tensor) -> dict[str, Tensor]:
+def role_positions(prompts: Int[Tensor, "n seq"], io: Int[Tensor, " n"],
+                   s: Int[Tensor, " n"]) -> dict[str, Int[Tensor, " n"]]:
     """Per IOI prompt (``[n, seq]``, BOS first; ``io`` / ``s``: the IO and S token ids): the positions of IO (its one
     mention), S1 / S2 (S's first and last mention) and END (the last position, where the answer is predicted)."""
     pos = torch.arange(prompts.shape[1]).expand_as(prompts)
